@@ -1,0 +1,1 @@
+//! ETF subset (placeholder)

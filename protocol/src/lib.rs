@@ -1,0 +1,18 @@
+//! # phx-protocol
+//!
+//! The Phoenix Channels wire protocol as pure data transformations: no sockets, no tasks, no
+//! clocks it is not handed. Everything a server needs to speak to the unmodified `phoenix` npm
+//! client byte for byte lives here, so it can be fuzzed and property-tested in isolation.
+//!
+//! ## Layout
+//! - [`message`]: the message model (`Message`, `Reply`, `Broadcast`, `Payload`).
+//! - [`serializer`]: V1 JSON, V2 JSON and V2 binary codecs, and `vsn` negotiation.
+//! - [`token`]: Phoenix.Token sign/verify (Plug.Crypto compatible).
+//! - [`etf`]: the subset of Erlang's external term format tokens carry.
+#![forbid(unsafe_code)]
+
+pub mod message;
+pub mod serializer;
+
+pub use message::{Broadcast, Message, Payload, Reply};
+pub use serializer::{DecodeError, EncodeError, Frame, FrameRef, Serializer, VsnError};

@@ -1,0 +1,3 @@
+//! phx-server (skeleton)
+#![forbid(unsafe_code)]
+pub mod rumbl;

@@ -1,0 +1,1 @@
+//! Annotation storage (placeholder; see issue 4).
