@@ -1,0 +1,115 @@
+// The Video module: the final version from the channels chapter of
+// "Programming Phoenix" (web/static/js/video.js), with the last_seen_id
+// tracking from "Handling Disconnects". Two adaptations, both marked below:
+// join params via mutableParams() (phoenix.js >= 1.3 keeps params in a
+// closure) and esc() also escaping quotes.
+import Player from "./player.js"
+import {formatTime, escapeHtml, escapeQuotes, mutableParams} from "./helpers.js"
+
+let Video = {
+
+  init(socket, element){ if(!element){ return }
+    let playerId = element.getAttribute("data-player-id")
+    let videoId = element.getAttribute("data-id")
+    socket.connect()
+    Player.init(element.id, playerId, () => {
+      this.onReady(videoId, socket)
+    })
+  },
+
+  onReady(videoId, socket){
+    let msgContainer = document.getElementById("msg-container")
+    let msgInput = document.getElementById("msg-input")
+    let postButton = document.getElementById("msg-submit")
+    // Adapted: the params are a function phoenix.js calls on every (re)join,
+    // carrying whatever last_seen_id was set on vidChannel.params below.
+    let vidChannel = socket.channel("videos:" + videoId, mutableParams())
+
+    // Post: push new_annotation at the player's current time, clear the box.
+    postButton.addEventListener("click", e => {
+      let payload = {body: msgInput.value, at: Player.getCurrentTime()}
+      vidChannel.push("new_annotation", payload)
+        .receive("error", e => console.log(e) )
+      msgInput.value = ""
+    })
+
+    // Clicking an annotation (the <a> or the <b> inside it) seeks the player.
+    msgContainer.addEventListener("click", e => {
+      e.preventDefault()
+      let seconds = e.target.getAttribute("data-seek") ||
+                    e.target.parentNode.getAttribute("data-seek")
+      if(!seconds){ return }
+
+      Player.seekTo(seconds)
+    })
+
+    // Broadcasts are shown at once and remembered, so a rejoin after a
+    // disconnect asks only for what came later.
+    vidChannel.on("new_annotation", (resp) => {
+      vidChannel.params.last_seen_id = resp.id
+      this.renderAnnotation(msgContainer, resp)
+    })
+
+    vidChannel.join()
+      .receive("ok", resp => {
+        let ids = resp.annotations.map(ann => ann.id)
+        if(ids.length > 0){ vidChannel.params.last_seen_id = Math.max(...ids) }
+        this.scheduleMessages(msgContainer, resp.annotations)
+      })
+      .receive("error", reason => console.log("join failed", reason) )
+  },
+
+  // User input goes through a text node, so markup in it is shown as text.
+  // Adapted: quotes are escaped as well, since the result also lands inside
+  // the data-seek attribute. Without a DOM (Node tests) the pure
+  // escapeHtml() gives the same string.
+  esc(str){
+    if(typeof document === "undefined"){ return escapeHtml(str) }
+    let div = document.createElement("div")
+    div.appendChild(document.createTextNode(str))
+    return escapeQuotes(div.innerHTML)
+  },
+
+  // (user can be null when the server's render_one met a deleted user; the
+  // book's code would throw there and stop the schedule loop, so fall back
+  // to the book's own placeholder name.)
+  renderAnnotation(msgContainer, {user, body, at}){
+    let username = user ? user.username : "anon"
+    let template = document.createElement("div")
+    template.innerHTML = `
+    <a href="#" data-seek="${this.esc(at)}">
+      [${this.formatTime(at)}]
+      <b>${this.esc(username)}</b>: ${this.esc(body)}
+    </a>
+    `
+    msgContainer.appendChild(template)
+    msgContainer.scrollTop = msgContainer.scrollHeight
+  },
+
+  // Every second, render the annotations whose time has come and keep the
+  // rest for the next tick.
+  scheduleMessages(msgContainer, annotations){
+    setTimeout(() => {
+      let ctime = Player.getCurrentTime()
+      let remaining = this.renderAtTime(annotations, ctime, msgContainer)
+      this.scheduleMessages(msgContainer, remaining)
+    }, 1000)
+  },
+
+  // `seconds` is the player's time as getCurrentTime() returns it, which is
+  // milliseconds, the same unit as `at` (the book's name is kept).
+  renderAtTime(annotations, seconds, msgContainer){
+    return annotations.filter( ann => {
+      if(ann.at > seconds){
+        return true
+      } else {
+        this.renderAnnotation(msgContainer, ann)
+        return false
+      }
+    })
+  },
+
+  formatTime(at){ return formatTime(at) }
+}
+
+export default Video
