@@ -7,12 +7,21 @@
 //! ## Layout
 //! - [`message`]: the message model (`Message`, `Reply`, `Broadcast`, `Payload`).
 //! - [`serializer`]: V1 JSON, V2 JSON and V2 binary codecs, and `vsn` negotiation.
+//! - [`json`]: the Jason-compatible JSON writer the text codecs use (also handy for any other
+//!   JSON the server must emit byte-exactly, such as LongPoll bodies).
 //! - [`token`]: Phoenix.Token sign/verify (Plug.Crypto compatible).
 //! - [`etf`]: the subset of Erlang's external term format tokens carry.
 #![forbid(unsafe_code)]
 
+pub mod etf;
+pub mod json;
 pub mod message;
 pub mod serializer;
+pub mod token;
 
+pub use etf::{EtfError, Term};
 pub use message::{Broadcast, Message, Payload, Reply};
-pub use serializer::{DecodeError, EncodeError, Frame, FrameRef, Serializer, VsnError};
+pub use serializer::{
+    DecodeError, EncodeError, Frame, FrameRef, Serializer, ServerMessage, VsnError,
+};
+pub use token::{MaxAge, TokenError, TokenKey};
