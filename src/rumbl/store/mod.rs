@@ -1,1 +1,429 @@
-//! Annotation storage (placeholder; see issue 4).
+//! Annotation storage for the Rumbl app (issue 4).
+//!
+//! The video channel needs exactly three things from a database: look up a
+//! video, list a video's annotations after a `last_seen_id` (ordered by
+//! player time, user preloaded, at most 200), and insert an annotation and
+//! get the committed row back (with its user, for the broadcast). Everything
+//! else here (users/videos listing, fixtures, migrations, demo seed) serves
+//! the pages, the CLI and the tests.
+//!
+//! # Backends
+//!
+//! [`AnnotationStore`] is one async trait with two real implementations:
+//!
+//! * [`postgres::PostgresStore`] — `tokio-postgres` behind a `deadpool`
+//!   pool. Used for `postgres://` / `postgresql://` URLs, including an
+//!   existing database created by the book's Ecto migrations.
+//! * [`sqlite::SqliteStore`] — `rusqlite` (bundled SQLite) on dedicated OS
+//!   threads (one writer, N readers), so blocking SQLite calls never run on
+//!   Tokio worker threads. The zero-configuration default: with no URL the
+//!   file `./data/rumbl.sqlite3` is created on first start.
+//!
+//! Both backends use the book's table and column names (see
+//! [`migrate`](mod@migrate) and `migrations/`), so phx-server can be pointed at an
+//! existing Rumbl database unchanged.
+//!
+//! # Errors
+//!
+//! Every call returns [`StoreError`]; a database that is down, dropped or
+//! locked maps to [`StoreError::Unavailable`] quickly (short pool wait /
+//! connect timeouts, SQLite busy timeout) instead of hanging the channel.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+mod error;
+pub mod migrate;
+pub mod postgres;
+pub mod seed;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use migrate::{migrate, MigrationReport};
+pub use seed::{seed_demo_if_empty, SeedReport};
+
+/// A video row (`videos` table).
+///
+/// `slug` holds the slugified title only (e.g. `"elixir"`), exactly like the
+/// book's schema; the URL parameter `"2-elixir"` is [`Video::param`]. It is
+/// optional because videos created before the book's "add slug" migration
+/// have `NULL` there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Video {
+    pub id: i64,
+    pub url: String,
+    pub title: String,
+    pub description: String,
+    pub slug: Option<String>,
+    pub user_id: Option<i64>,
+    pub category_id: Option<i64>,
+}
+
+impl Video {
+    /// The path parameter used by `/watch/:id`, e.g. `"2-elixir"`.
+    ///
+    /// Mirrors the book's `Phoenix.Param` implementation for videos
+    /// (`"<id>-<slug>"`); when the slug column is empty it is derived from
+    /// the title so links never degrade to a bare `"2-"`.
+    pub fn param(&self) -> String {
+        match self.slug.as_deref() {
+            Some(s) if !s.is_empty() => format!("{}-{}", self.id, s),
+            _ => {
+                let s = slugify(&self.title);
+                if s.is_empty() {
+                    self.id.to_string()
+                } else {
+                    format!("{}-{}", self.id, s)
+                }
+            }
+        }
+    }
+}
+
+/// A user row (`users` table). `password_hash` is never read: this server
+/// does not authenticate with passwords (it verifies tokens).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub name: Option<String>,
+}
+
+/// An annotation with its user preloaded, as the channel renders it
+/// (`{id, user: {id, username}, body, at}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Annotation {
+    pub id: i64,
+    pub body: String,
+    /// Player time in milliseconds.
+    pub at: i64,
+    pub video_id: i64,
+    pub user: User,
+}
+
+/// Which backend a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// The storage interface used by the Rumbl channel, pages and CLI.
+///
+/// Implementations are cheap to share (`Arc<dyn AnnotationStore>`) and safe
+/// to call from many channel tasks at once.
+#[async_trait]
+pub trait AnnotationStore: Send + Sync + 'static {
+    /// Which backend this is (for logs and `/health`).
+    fn backend(&self) -> Backend;
+
+    /// One video by id, `None` if it does not exist.
+    async fn video(&self, id: i64) -> Result<Option<Video>, StoreError>;
+
+    /// All videos ordered by id.
+    async fn videos(&self) -> Result<Vec<Video>, StoreError>;
+
+    /// One user by id, `None` if it does not exist.
+    async fn user(&self, id: i64) -> Result<Option<User>, StoreError>;
+
+    /// All users ordered by id.
+    async fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// At most `limit` annotations of `video_id` whose id is greater than
+    /// `after_id`, ordered by `(at, id)` ascending, each with its user.
+    ///
+    /// `after_id` is the client's `last_seen_id` (0 for "everything"), so a
+    /// rejoining client only receives what it missed. Annotations whose user
+    /// row is missing are skipped (they cannot be rendered). A negative
+    /// `limit` is treated as 0. An unknown video yields an empty list; use
+    /// [`AnnotationStore::video`] to tell the two apart.
+    async fn annotations(
+        &self,
+        video_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<Annotation>, StoreError>;
+
+    /// Inserts an annotation and returns the committed row with its user.
+    ///
+    /// Returns `Ok` only after the row is committed, so whatever the caller
+    /// broadcasts is visible to a client that (re)joins right after.
+    /// Errors: [`StoreError::Invalid`] for a blank body or `at` outside
+    /// `0..=i32::MAX` (the book's column is a 32-bit `integer`),
+    /// [`StoreError::NotFound`] for an unknown video or user.
+    async fn insert_annotation(
+        &self,
+        video_id: i64,
+        user_id: i64,
+        body: &str,
+        at: i64,
+    ) -> Result<Annotation, StoreError>;
+
+    /// Fixture mode: create video `id` (title `"Video <id>"`) if missing.
+    async fn ensure_video(&self, id: i64) -> Result<(), StoreError>;
+
+    /// Fixture mode: create user `id` (username `"user<id>"`) if missing.
+    async fn ensure_user(&self, id: i64) -> Result<(), StoreError>;
+
+    /// Applies the embedded migrations (idempotent; adopts tables created by
+    /// Ecto). See [`migrate`](mod@migrate).
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// Inserts the demo users/categories/videos/annotations if the database
+    /// has no users and no videos. See [`seed`].
+    async fn seed_demo_if_empty(&self) -> Result<SeedReport, StoreError>;
+
+    /// Cheap round trip to the database (health checks, startup check).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Stops accepting calls and releases connections/threads. Later calls
+    /// fail with [`StoreError::Unavailable`]. Idempotent.
+    async fn close(&self);
+}
+
+/// When to run migrations as part of [`open_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoMigrate {
+    /// SQLite migrates on open (it is the zero-configuration local default);
+    /// Postgres does not (shared databases are migrated explicitly with
+    /// `phx-server migrate` or `serve --migrate`).
+    #[default]
+    SqliteOnly,
+    /// Migrate on open for both backends.
+    Always,
+    /// Never migrate on open.
+    Never,
+}
+
+/// Tuning knobs for [`open_with`]. `StoreOptions::new(pool_size)` gives the
+/// defaults used by [`open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Postgres: maximum pooled connections. SQLite: number of reader
+    /// threads (clamped to 1..=4; there is always exactly one writer).
+    pub pool_size: usize,
+    /// How long a caller waits for a free pooled connection (Postgres) before
+    /// getting [`StoreError::Unavailable`].
+    pub wait_timeout: Duration,
+    /// TCP connect timeout for new Postgres connections.
+    pub connect_timeout: Duration,
+    /// SQLite `busy_timeout`: how long a statement waits on a lock held by
+    /// another process before failing with [`StoreError::Unavailable`].
+    pub busy_timeout: Duration,
+    /// Whether [`open_with`] migrates.
+    pub auto_migrate: AutoMigrate,
+}
+
+impl StoreOptions {
+    pub fn new(pool_size: usize) -> Self {
+        StoreOptions {
+            pool_size: pool_size.max(1),
+            wait_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(2),
+            busy_timeout: Duration::from_secs(5),
+            auto_migrate: AutoMigrate::default(),
+        }
+    }
+}
+
+/// Where the SQLite file lives when no database URL is configured.
+pub const DEFAULT_SQLITE_PATH: &str = "./data/rumbl.sqlite3";
+
+/// A parsed database URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(PathBuf),
+}
+
+impl DatabaseUrl {
+    /// `None`/empty → the default SQLite file; `sqlite://PATH` or
+    /// `sqlite:PATH` → SQLite file (`sqlite:///abs/path` for absolute
+    /// paths; a `?query` suffix is ignored); `postgres://` or
+    /// `postgresql://` → Postgres (passed to tokio-postgres as is).
+    pub fn parse(url: Option<&str>) -> Result<DatabaseUrl, StoreError> {
+        let url = match url.map(str::trim) {
+            None | Some("") => return Ok(DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH))),
+            Some(u) => u,
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        if let Some(rest) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or("");
+            if path.is_empty() || path == ":memory:" {
+                return Err(StoreError::Invalid(format!(
+                    "sqlite URL needs a file path (in-memory databases are not supported): {url}"
+                )));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL (expected postgres://, postgresql:// or sqlite://): {}",
+            redact(url)
+        )))
+    }
+}
+
+/// Hides a password in a URL before it goes into an error message or log.
+pub fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let Some(at) = rest.find('@') else {
+        return url.to_string();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.find(':') {
+        Some(colon) => format!(
+            "{}://{}:***{}",
+            &url[..scheme_end],
+            &userinfo[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
+/// Opens the store for `database_url` with default options and
+/// `pool_size` connections. See [`DatabaseUrl::parse`] for accepted URLs
+/// and [`AutoMigrate::SqliteOnly`] for the migration default.
+pub async fn open(
+    database_url: Option<&str>,
+    pool_size: usize,
+) -> Result<Arc<dyn AnnotationStore>, StoreError> {
+    open_with(database_url, StoreOptions::new(pool_size)).await
+}
+
+/// Opens the store with explicit options. Postgres is pinged once so a
+/// wrong URL or a down database fails at startup with
+/// [`StoreError::Unavailable`] instead of on the first channel join.
+pub async fn open_with(
+    database_url: Option<&str>,
+    opts: StoreOptions,
+) -> Result<Arc<dyn AnnotationStore>, StoreError> {
+    let store: Arc<dyn AnnotationStore> = match DatabaseUrl::parse(database_url)? {
+        DatabaseUrl::Postgres(url) => {
+            let store = postgres::PostgresStore::new(&url, &opts)?;
+            store.ping().await?;
+            if opts.auto_migrate == AutoMigrate::Always {
+                store.migrate().await?;
+            }
+            Arc::new(store)
+        }
+        DatabaseUrl::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open(&path, &opts).await?;
+            if opts.auto_migrate != AutoMigrate::Never {
+                store.migrate().await?;
+            }
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
+/// The book's slug function: lowercase, and every run of characters that
+/// are not letters, digits, `_` or `-` becomes a single `-`.
+pub fn slugify(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    let mut in_gap = false;
+    for c in title.chars() {
+        if c.is_alphanumeric() || c == '_' || c == '-' {
+            out.extend(c.to_lowercase());
+            in_gap = false;
+        } else if !in_gap {
+            out.push('-');
+            in_gap = true;
+        }
+    }
+    out
+}
+
+/// Parses a `/watch/:id` parameter like `"2-elixir"` into the video id `2`
+/// (the leading integer, as the book's permalink type does). `None` when the
+/// parameter does not start with digits or the number overflows.
+pub fn parse_video_param(param: &str) -> Option<i64> {
+    let digits: &str = {
+        let end = param
+            .char_indices()
+            .find(|(_, c)| !c.is_ascii_digit())
+            .map(|(i, _)| i)
+            .unwrap_or(param.len());
+        &param[..end]
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Input checks shared by both backends, so they reject the same things.
+pub(crate) fn validate_annotation(body: &str, at: i64) -> Result<(), StoreError> {
+    if body.trim().is_empty() {
+        return Err(StoreError::Invalid("body can't be blank".into()));
+    }
+    if !(0..=i64::from(i32::MAX)).contains(&at) {
+        return Err(StoreError::Invalid(format!(
+            "at must be between 0 and {} milliseconds, got {at}",
+            i32::MAX
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugify_like_the_book() {
+        assert_eq!(slugify("Elixir"), "elixir");
+        assert_eq!(
+            slugify("What's new in Phoenix 1.2?"),
+            "what-s-new-in-phoenix-1-2-"
+        );
+        assert_eq!(slugify("a  --  b"), "a----b");
+        assert_eq!(slugify("Ünïcödé ok"), "ünïcödé-ok");
+    }
+
+    #[test]
+    fn param_roundtrip() {
+        assert_eq!(parse_video_param("2-elixir"), Some(2));
+        assert_eq!(parse_video_param("17"), Some(17));
+        assert_eq!(parse_video_param("elixir"), None);
+        assert_eq!(parse_video_param(""), None);
+        assert_eq!(parse_video_param("99999999999999999999-x"), None);
+    }
+
+    #[test]
+    fn url_parsing() {
+        assert_eq!(
+            DatabaseUrl::parse(None).ok(),
+            Some(DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)))
+        );
+        assert_eq!(
+            DatabaseUrl::parse(Some("sqlite:///tmp/x.db?mode=rwc")).ok(),
+            Some(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
+        );
+        assert_eq!(
+            DatabaseUrl::parse(Some("sqlite://data/x.db")).ok(),
+            Some(DatabaseUrl::Sqlite(PathBuf::from("data/x.db")))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse(Some("postgresql://u@h/db")),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse(Some("mysql://u:secret@h/db")),
+            Err(StoreError::Invalid(m)) if !m.contains("secret")
+        ));
+    }
+}

@@ -1,0 +1,271 @@
+//! Schema migrations, shared by both backends.
+//!
+//! The SQL lives in `migrations/{postgres,sqlite}/*.sql` and is embedded
+//! with `include_str!`, so the binary needs no files at runtime. This module
+//! holds the *data* (which files, which columns the code reads, which
+//! missing columns may be added); each backend runs it with its own driver
+//! in one transaction, following the same steps:
+//!
+//! 1. lock (Postgres advisory lock; SQLite `BEGIN IMMEDIATE`) and create our
+//!    tracking table `phx_server_migrations` if missing;
+//! 2. for every migration in order: if its table already exists, check its
+//!    columns (adding the nullable [`ADDABLE_COLUMNS`] when missing, failing
+//!    with [`StoreError::Schema`] for any other missing column); if the
+//!    migration is not recorded yet, run its `CREATE ... IF NOT EXISTS` SQL
+//!    and record it;
+//! 3. commit.
+//!
+//! # Why our own tracking table and not Ecto's `schema_migrations`
+//!
+//! Ecto's versions are generation timestamps unique to each project
+//! (`20170906163920_create_annotation`), so there is no version number of
+//! ours that an existing Rumbl checkout would recognise; writing rows there
+//! would only make `mix ecto.migrations` list unknown migrations. We detect
+//! `schema_migrations` (reported in [`MigrationReport::ecto_schema_migrations`])
+//! and otherwise leave it alone. Because every statement is
+//! `IF NOT EXISTS`, running our migrations on an Ecto-created database just
+//! adopts its tables, and data is never dropped or rewritten.
+
+use serde::Serialize;
+
+use super::{AutoMigrate, Backend, DatabaseUrl, StoreError, StoreOptions};
+
+/// Name of the table that records which of our migrations ran.
+pub const TRACKING_TABLE: &str = "phx_server_migrations";
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Monotonic version, recorded in [`TRACKING_TABLE`].
+    pub version: i64,
+    /// File stem, e.g. `"0001_create_users"`.
+    pub name: &'static str,
+    /// The table the migration creates (used to detect adoption).
+    pub table: &'static str,
+    pub postgres_sql: &'static str,
+    pub sqlite_sql: &'static str,
+}
+
+impl Migration {
+    pub fn sql(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => self.postgres_sql,
+            Backend::Sqlite => self.sqlite_sql,
+        }
+    }
+}
+
+macro_rules! migration {
+    ($version:expr, $name:literal, $table:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            table: $table,
+            postgres_sql: include_str!(concat!("../../../migrations/postgres/", $name, ".sql")),
+            sqlite_sql: include_str!(concat!("../../../migrations/sqlite/", $name, ".sql")),
+        }
+    };
+}
+
+/// All migrations, in the order they must run (foreign keys point backwards).
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "0001_create_users", "users"),
+    migration!(2, "0002_create_categories", "categories"),
+    migration!(3, "0003_create_videos", "videos"),
+    migration!(4, "0004_create_annotations", "annotations"),
+];
+
+/// Columns the store's queries read or write, per table. An adopted table
+/// missing one of these (and not in [`ADDABLE_COLUMNS`]) is rejected.
+pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
+    (
+        "users",
+        &["id", "name", "username", "inserted_at", "updated_at"],
+    ),
+    ("categories", &["id", "name", "inserted_at", "updated_at"]),
+    (
+        "videos",
+        &[
+            "id",
+            "url",
+            "title",
+            "description",
+            "user_id",
+            "category_id",
+            "slug",
+            "inserted_at",
+            "updated_at",
+        ],
+    ),
+    (
+        "annotations",
+        &[
+            "id",
+            "body",
+            "at",
+            "user_id",
+            "video_id",
+            "inserted_at",
+            "updated_at",
+        ],
+    ),
+];
+
+/// A column that may be added to an adopted table: nullable, so adding it
+/// never touches existing rows. These are the columns that later chapters of
+/// the book add, so a database from an earlier chapter can be upgraded.
+#[derive(Debug, Clone, Copy)]
+pub struct AddableColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    pub postgres_ddl: &'static str,
+    pub sqlite_ddl: &'static str,
+}
+
+impl AddableColumn {
+    pub fn ddl(&self, backend: Backend) -> &'static str {
+        match backend {
+            Backend::Postgres => self.postgres_ddl,
+            Backend::Sqlite => self.sqlite_ddl,
+        }
+    }
+}
+
+pub const ADDABLE_COLUMNS: &[AddableColumn] = &[
+    AddableColumn {
+        table: "users",
+        column: "name",
+        postgres_ddl: "ALTER TABLE users ADD COLUMN name varchar(255)",
+        sqlite_ddl: r#"ALTER TABLE "users" ADD COLUMN "name" TEXT"#,
+    },
+    AddableColumn {
+        table: "videos",
+        column: "category_id",
+        postgres_ddl: "ALTER TABLE videos ADD COLUMN category_id bigint \
+                       CONSTRAINT videos_category_id_fkey REFERENCES categories (id)",
+        sqlite_ddl: r#"ALTER TABLE "videos" ADD COLUMN "category_id" INTEGER CONSTRAINT "videos_category_id_fkey" REFERENCES "categories" ("id")"#,
+    },
+    AddableColumn {
+        table: "videos",
+        column: "slug",
+        postgres_ddl: "ALTER TABLE videos ADD COLUMN slug varchar(255)",
+        sqlite_ddl: r#"ALTER TABLE "videos" ADD COLUMN "slug" TEXT"#,
+    },
+];
+
+/// What a migration run did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    pub backend: Backend,
+    /// Migrations run (and recorded) by this call, e.g. `"0001_create_users"`.
+    pub applied: Vec<String>,
+    /// Migrations that were already recorded before this call.
+    pub already_applied: Vec<String>,
+    /// Tables that existed before their migration was recorded (created by
+    /// Ecto or by hand) and were adopted without changes.
+    pub adopted_tables: Vec<String>,
+    /// Columns added to adopted tables, as `"table.column"`.
+    pub added_columns: Vec<String>,
+    /// Whether Ecto's `schema_migrations` table exists (read-only detection).
+    pub ecto_schema_migrations: bool,
+}
+
+impl MigrationReport {
+    pub(crate) fn new(backend: Backend) -> Self {
+        MigrationReport {
+            backend,
+            applied: Vec::new(),
+            already_applied: Vec::new(),
+            adopted_tables: Vec::new(),
+            added_columns: Vec::new(),
+            ecto_schema_migrations: false,
+        }
+    }
+
+    /// True when the call changed nothing (a second run).
+    pub fn is_noop(&self) -> bool {
+        self.applied.is_empty() && self.added_columns.is_empty()
+    }
+}
+
+/// Which columns of `table` must be added, given the columns it has.
+/// Errors if a required column is missing and cannot be added.
+pub(crate) fn columns_to_add(
+    table: &str,
+    existing: &[String],
+) -> Result<Vec<&'static AddableColumn>, StoreError> {
+    let Some((_, required)) = REQUIRED_COLUMNS.iter().find(|(t, _)| *t == table) else {
+        return Ok(Vec::new());
+    };
+    let mut add = Vec::new();
+    let mut missing = Vec::new();
+    for col in required.iter() {
+        if existing.iter().any(|c| c.eq_ignore_ascii_case(col)) {
+            continue;
+        }
+        match ADDABLE_COLUMNS
+            .iter()
+            .find(|a| a.table == table && a.column == *col)
+        {
+            Some(a) => add.push(a),
+            None => missing.push(*col),
+        }
+    }
+    if missing.is_empty() {
+        Ok(add)
+    } else {
+        Err(StoreError::Schema(format!(
+            "existing table `{table}` lacks required column(s) {}; refusing to alter it",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// Opens the database at `database_url` (same rules as
+/// [`open`](super::open)), applies the migrations and closes it again.
+/// Used by `phx-server migrate` and `serve --migrate`.
+pub async fn migrate(database_url: Option<&str>) -> Result<MigrationReport, StoreError> {
+    let mut opts = StoreOptions::new(1);
+    opts.auto_migrate = AutoMigrate::Never;
+    let store: Box<dyn super::AnnotationStore> = match DatabaseUrl::parse(database_url)? {
+        DatabaseUrl::Postgres(url) => Box::new(super::postgres::PostgresStore::new(&url, &opts)?),
+        DatabaseUrl::Sqlite(path) => {
+            Box::new(super::sqlite::SqliteStore::open(&path, &opts).await?)
+        }
+    };
+    let report = store.migrate().await;
+    store.close().await;
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_increasing_and_tables_covered() {
+        for w in MIGRATIONS.windows(2) {
+            assert!(w[0].version < w[1].version);
+        }
+        for m in MIGRATIONS {
+            assert!(REQUIRED_COLUMNS.iter().any(|(t, _)| *t == m.table));
+            assert!(m.postgres_sql.contains(m.table));
+            assert!(m.sqlite_sql.contains(m.table));
+        }
+    }
+
+    #[test]
+    fn missing_columns_classified() {
+        let have: Vec<String> = ["id", "url", "title", "description", "user_id"]
+            .iter()
+            .chain(["inserted_at", "updated_at"].iter())
+            .map(|s| s.to_string())
+            .collect();
+        let add = columns_to_add("videos", &have).map_err(|e| e.to_string());
+        let names: Vec<&str> = add.iter().flatten().map(|a| a.column).collect();
+        assert_eq!(names, vec!["category_id", "slug"]);
+
+        let bad = columns_to_add("annotations", &["id".to_string()]);
+        assert!(matches!(bad, Err(StoreError::Schema(_))));
+    }
+}
