@@ -1,0 +1,272 @@
+//! `ChannelSocket`: what a channel callback gets as `socket` — Phoenix's `%Phoenix.Socket{}`
+//! inside a channel: topic, join_ref, assigns, and the verbs push/reply/broadcast.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use phx_protocol::{EncodeError, Message, Payload};
+use serde_json::Value;
+
+use super::server::ChannelInbox;
+use super::{Info, Reply};
+use crate::conn::{ConnHandle, OutFrame};
+use crate::endpoint::Endpoint;
+use crate::pubsub::BroadcastMsg;
+use crate::socket::Assigns;
+
+/// Why a push or broadcast was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The payload cannot be encoded for this socket (binary on V1, a field over 255 bytes in
+    /// a binary frame, a ref that is not a string).
+    #[error("cannot encode: {0}")]
+    Encode(#[from] EncodeError),
+    /// Broadcast and push payloads must be JSON objects or binary, as in Phoenix.
+    #[error("payload must be a JSON object or binary")]
+    NotAMap,
+}
+
+/// A channel's view of its socket.
+pub struct ChannelSocket {
+    /// The joined topic.
+    pub(crate) topic: Arc<str>,
+    /// The join_ref of the join that created this channel (`join_ref || ref`).
+    pub(crate) join_ref: Value,
+    /// Assigns: copied from the socket's connect assigns at join, then the channel's own.
+    pub(crate) assigns: Arc<Assigns>,
+    /// The socket's outbound side.
+    pub(crate) conn: Arc<ConnHandle>,
+    /// The endpoint (PubSub, config, tokens).
+    pub(crate) endpoint: Endpoint,
+    /// This channel's unique id; also its PubSub subscriber id.
+    pub(crate) id: u64,
+    /// This channel's inbox, for `send`/`send_after` to itself. Weak so timers do not keep a
+    /// stopped channel's memory alive.
+    pub(crate) inbox: Weak<ChannelInbox>,
+    /// False until the join reply is queued; pushes made before are deferred behind it.
+    pub(crate) joined: bool,
+    /// Pushes made during `join`, sent right after the join reply.
+    pub(crate) deferred: Vec<OutFrame>,
+    /// The ref of the client message being handled (for `socket_ref`).
+    pub(crate) current_ref: Value,
+    /// The socket's id (`Socket.id/1`), if any.
+    pub(crate) socket_id: Option<Arc<str>>,
+}
+
+/// A reference to one client message, for replying later (Phoenix's `socket_ref/1` and
+/// `reply/2`): the reply may come from another task, after `handle_in` returned `NoReply`.
+#[derive(Clone)]
+pub struct SocketRef {
+    conn: Arc<ConnHandle>,
+    topic: Arc<str>,
+    join_ref: Value,
+    ref_: Value,
+}
+
+impl SocketRef {
+    /// Sends the reply `[join_ref, ref, topic, "phx_reply", {"response", "status"}]`.
+    pub fn reply(&self, reply: Reply) -> Result<(), PushError> {
+        let (status, response) = reply.into_parts();
+        self.conn.reply(&phx_protocol::Reply {
+            join_ref: self.join_ref.clone(),
+            ref_: self.ref_.clone(),
+            topic: self.topic.to_string(),
+            status,
+            response,
+        })?;
+        Ok(())
+    }
+}
+
+/// A timer started with `send_after`/`send_interval`; dropping it does not cancel it.
+pub struct TimerRef(tokio::task::AbortHandle);
+
+impl TimerRef {
+    /// Cancels the timer (Process.cancel_timer).
+    pub fn cancel(&self) {
+        self.0.abort();
+    }
+}
+
+fn check_map(payload: &Payload) -> Result<(), PushError> {
+    match payload {
+        Payload::Json(Value::Object(_)) | Payload::Binary(_) => Ok(()),
+        Payload::Json(_) => Err(PushError::NotAMap),
+    }
+}
+
+impl ChannelSocket {
+    /// The topic this channel joined.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The join_ref of the current join.
+    pub fn join_ref(&self) -> &Value {
+        &self.join_ref
+    }
+
+    /// The socket's id (`users_socket:42`), if its handler gave one.
+    pub fn socket_id(&self) -> Option<&str> {
+        self.socket_id.as_deref()
+    }
+
+    /// The assigns (connect assigns plus this channel's).
+    pub fn assigns(&self) -> &Assigns {
+        &self.assigns
+    }
+
+    /// An assign by key.
+    pub fn get_assign(&self, key: &str) -> Option<&Value> {
+        self.assigns.get(key)
+    }
+
+    /// `assign(socket, key, value)`.
+    pub fn assign(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+        Arc::make_mut(&mut self.assigns).insert(key.into(), value.into());
+    }
+
+    /// The endpoint, for `Endpoint.broadcast/3` to other topics, tokens and config.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// This channel's PubSub subscriber id.
+    pub fn channel_id(&self) -> u64 {
+        self.id
+    }
+
+    /// `push(socket, event, payload)`: `[join_ref, null, topic, event, payload]` to this client.
+    pub fn push(&mut self, event: &str, payload: impl Into<Payload>) -> Result<(), PushError> {
+        let payload = payload.into();
+        check_map(&payload)?;
+        let msg = Message {
+            join_ref: self.join_ref.clone(),
+            ref_: Value::Null,
+            topic: self.topic.to_string(),
+            event: event.to_string(),
+            payload,
+        };
+        let frame = self.conn.serializer().encode_push(&msg)?;
+        if let Some(frame) = OutFrame::from_frame(frame) {
+            if self.joined {
+                self.conn.send_frame(frame);
+            } else {
+                self.deferred.push(frame);
+            }
+        }
+        Ok(())
+    }
+
+    /// `broadcast(socket, event, payload)`: to every subscriber of this topic, this socket
+    /// included.
+    pub fn broadcast(&self, event: &str, payload: impl Into<Payload>) -> Result<(), PushError> {
+        self.publish(event, payload.into(), None)
+    }
+
+    /// `broadcast_from(socket, event, payload)`: to every subscriber but this channel.
+    pub fn broadcast_from(
+        &self,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) -> Result<(), PushError> {
+        self.publish(event, payload.into(), Some(self.id))
+    }
+
+    fn publish(&self, event: &str, payload: Payload, from: Option<u64>) -> Result<(), PushError> {
+        check_map(&payload)?;
+        self.endpoint.pubsub().broadcast(BroadcastMsg {
+            topic: self.topic.clone(),
+            event: event.to_string(),
+            payload,
+            from,
+        });
+        Ok(())
+    }
+
+    /// `socket_ref(socket)`: a handle to reply to the message being handled, later.
+    pub fn socket_ref(&self) -> SocketRef {
+        SocketRef {
+            conn: self.conn.clone(),
+            topic: self.topic.clone(),
+            join_ref: self.join_ref.clone(),
+            ref_: self.current_ref.clone(),
+        }
+    }
+
+    /// `send(self(), msg)`: delivered to `handle_info` after the current callback.
+    pub fn send_self<T: std::any::Any + Send>(&self, msg: T) {
+        if let Some(inbox) = self.inbox.upgrade() {
+            inbox.send_info(Info::new(msg));
+        }
+    }
+
+    /// `Process.send_after(self(), msg, ms)`.
+    pub fn send_after<T: std::any::Any + Send>(&self, after: Duration, msg: T) -> TimerRef {
+        let inbox = self.inbox.clone();
+        let handle = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(inbox) = inbox.upgrade() {
+                inbox.send_info(Info::new(msg));
+            }
+        });
+        TimerRef(handle.abort_handle())
+    }
+
+    /// `:timer.send_interval(ms, msg)`: `make()` is sent every `every` until the channel stops.
+    pub fn send_interval<T, F>(&self, every: Duration, make: F) -> TimerRef
+    where
+        T: std::any::Any + Send,
+        F: Fn() -> T + Send + 'static,
+    {
+        let inbox = self.inbox.clone();
+        let handle = tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inbox) = inbox.upgrade() else { return };
+                if !inbox.send_info(Info::new(make())) {
+                    return;
+                }
+            }
+        });
+        TimerRef(handle.abort_handle())
+    }
+
+    /// Queues the deferred pushes behind the join reply.
+    pub(crate) fn mark_joined(&mut self) {
+        self.joined = true;
+        for frame in self.deferred.drain(..) {
+            self.conn.send_frame(frame);
+        }
+        self.deferred = Vec::new();
+    }
+
+    /// Queues a push with explicit refs (phx_close / phx_error use ref = join_ref).
+    pub(crate) fn push_control(&self, event: &str, payload: Payload) {
+        let msg = Message {
+            join_ref: self.join_ref.clone(),
+            ref_: self.join_ref.clone(),
+            topic: self.topic.to_string(),
+            event: event.to_string(),
+            payload,
+        };
+        if let Err(e) = self.conn.push(&msg) {
+            tracing::error!(topic = %self.topic, "cannot encode {event}: {e}");
+        }
+    }
+
+    /// Sends a reply to the message with `ref_`.
+    pub(crate) fn reply_to(&self, ref_: Value, reply: Reply) -> Result<(), PushError> {
+        let (status, response) = reply.into_parts();
+        self.conn.reply(&phx_protocol::Reply {
+            join_ref: self.join_ref.clone(),
+            ref_,
+            topic: self.topic.to_string(),
+            status,
+            response,
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,173 @@
+//! Configuration: the environment → [`Config`], with the defaults documented in the README.
+
+use std::time::Duration;
+
+/// `check_origin` (spec §1.6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOrigin {
+    /// `false`: every origin is allowed.
+    Off,
+    /// `true`: the origin host must equal the endpoint's `url_host`; scheme and port ignored.
+    Host,
+    /// A list of allowed origins, each `scheme://host:port` with any part optional
+    /// (`//example.com` matches any scheme and port; `*.example.com` matches subdomains).
+    List(Vec<String>),
+}
+
+/// Server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Interface to listen on (`HOST`, default `127.0.0.1`).
+    pub host: String,
+    /// Port (`PORT`, default 4000).
+    pub port: u16,
+    /// `SECRET_KEY_BASE`, shared with the Elixir app that mints tokens.
+    pub secret_key_base: String,
+    /// Whether `SECRET_KEY_BASE` came from the environment (else the development default).
+    pub secret_from_env: bool,
+    /// The endpoint's `url: [host: ...]` (`PHX_HOST`, default `localhost`), for check_origin.
+    pub url_host: String,
+    /// `CHECK_ORIGIN`: `true` (default), `false`, or a comma-separated list.
+    pub check_origin: CheckOrigin,
+    /// Largest accepted WebSocket message (`MAX_FRAME_SIZE`, default 1 MiB); bigger → 1009.
+    pub max_frame_size: usize,
+    /// Close a socket that sent nothing for this long (`IDLE_TIMEOUT_MS`, default 60 s).
+    pub idle_timeout: Duration,
+    /// `max_channels_per_transport` (default 100).
+    pub max_channels: usize,
+    /// Frames a socket may have queued before it is closed as too slow (default 1024).
+    pub outbox_capacity: usize,
+    /// Messages a channel may have queued before the socket stops reading (default 1024).
+    pub channel_inbox_capacity: usize,
+    /// tungstenite read buffer per socket (default 1 KiB: Phoenix client frames are small;
+    /// larger frames grow it on demand).
+    pub ws_read_buffer: usize,
+    /// Bytes buffered before a write is forced while draining a batch (default 16 KiB).
+    pub ws_write_buffer: usize,
+    /// How long a write to a client that does not read may block before it is dropped.
+    pub write_timeout: Duration,
+    /// Drain on shutdown: sockets per batch (default 10 000).
+    pub drain_batch_size: usize,
+    /// Drain on shutdown: pause between batches (default 2 s).
+    pub drain_interval: Duration,
+    /// Drain on shutdown: upper bound on the whole drain (default 30 s).
+    pub drain_max: Duration,
+    /// `DATABASE_URL` (unset → embedded SQLite under ./data/).
+    pub database_url: Option<String>,
+    /// `POOL_SIZE` for Postgres (default 10).
+    pub pool_size: usize,
+}
+
+/// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
+pub const DEV_SECRET_KEY_BASE: &str =
+    "phx-server-development-secret-key-base-change-me-0123456789abcdefghijklmnop";
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "127.0.0.1".into(),
+            port: 4000,
+            secret_key_base: DEV_SECRET_KEY_BASE.into(),
+            secret_from_env: false,
+            url_host: "localhost".into(),
+            check_origin: CheckOrigin::Host,
+            max_frame_size: 1 << 20,
+            idle_timeout: Duration::from_secs(60),
+            max_channels: 100,
+            outbox_capacity: 1024,
+            channel_inbox_capacity: 1024,
+            ws_read_buffer: 1024,
+            ws_write_buffer: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
+            drain_batch_size: 10_000,
+            drain_interval: Duration::from_secs(2),
+            drain_max: Duration::from_secs(30),
+            database_url: None,
+            pool_size: 10,
+        }
+    }
+}
+
+/// A configuration value that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {name}={value:?}: {why}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    why: &'static str,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().map_err(|_| ConfigError {
+            name,
+            value: v,
+            why: "not a number",
+        }),
+        _ => Ok(default),
+    }
+}
+
+impl Config {
+    /// Reads the environment on top of the defaults.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let secret = std::env::var("SECRET_KEY_BASE")
+            .ok()
+            .filter(|s| !s.is_empty());
+        if let Some(s) = &secret {
+            if s.len() < 20 {
+                return Err(ConfigError {
+                    name: "SECRET_KEY_BASE",
+                    value: "<hidden>".into(),
+                    why: "must be at least 20 bytes (Plug.Crypto requires it)",
+                });
+            }
+        }
+        let check_origin = match std::env::var("CHECK_ORIGIN").ok().as_deref() {
+            None | Some("") | Some("true") => CheckOrigin::Host,
+            Some("false") => CheckOrigin::Off,
+            Some(list) => CheckOrigin::List(
+                list.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+        };
+        Ok(Config {
+            host: std::env::var("HOST")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(d.host),
+            port: env_parse("PORT", d.port)?,
+            secret_from_env: secret.is_some(),
+            secret_key_base: secret.unwrap_or(d.secret_key_base),
+            url_host: std::env::var("PHX_HOST")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(d.url_host),
+            check_origin,
+            max_frame_size: env_parse("MAX_FRAME_SIZE", d.max_frame_size)?,
+            idle_timeout: Duration::from_millis(env_parse(
+                "IDLE_TIMEOUT_MS",
+                d.idle_timeout.as_millis() as u64,
+            )?),
+            max_channels: env_parse("MAX_CHANNELS", d.max_channels)?,
+            outbox_capacity: env_parse("OUTBOX_CAPACITY", d.outbox_capacity)?,
+            channel_inbox_capacity: d.channel_inbox_capacity,
+            ws_read_buffer: d.ws_read_buffer,
+            ws_write_buffer: d.ws_write_buffer,
+            write_timeout: d.write_timeout,
+            drain_batch_size: env_parse("DRAIN_BATCH_SIZE", d.drain_batch_size)?,
+            drain_interval: Duration::from_millis(env_parse(
+                "DRAIN_INTERVAL_MS",
+                d.drain_interval.as_millis() as u64,
+            )?),
+            drain_max: d.drain_max,
+            database_url: std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            pool_size: env_parse("POOL_SIZE", d.pool_size)?,
+        })
+    }
+}

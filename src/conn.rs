@@ -1,0 +1,187 @@
+//! The handle through which everything reaches one connected socket (Phoenix's transport pid):
+//! its outbound queue, its serializer, and the means to close it.
+//!
+//! Channels, PubSub and async replies hold an `Arc<ConnHandle>` and push already-encoded
+//! frames into it; the transport's writer drains the queue in batches. The queue is bounded:
+//! a socket whose client cannot keep up is closed with [`CloseCode::OVERFLOW`] instead of
+//! slowing down the publishers that feed it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use phx_protocol::{Broadcast, EncodeError, Frame, Message, Reply, Serializer};
+use tokio::sync::Notify;
+
+use crate::mailbox::{Mailbox, SendError};
+use crate::metrics::Metrics;
+
+/// An encoded frame as the transport writes it. Cloning is a reference-count bump, so one
+/// encoded broadcast serves every subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutFrame {
+    /// A text frame (V1/V2 JSON).
+    Text(Utf8Bytes),
+    /// A binary frame (V2 binary kinds 0/1/2).
+    Binary(Bytes),
+}
+
+impl OutFrame {
+    /// Converts a protocol frame; text frames are validated as UTF-8 once, here, so that the
+    /// per-subscriber path never looks at the bytes again.
+    pub fn from_frame(frame: Frame) -> Option<OutFrame> {
+        match frame {
+            Frame::Text(b) => Utf8Bytes::try_from(b).ok().map(OutFrame::Text),
+            Frame::Binary(b) => Some(OutFrame::Binary(b)),
+        }
+    }
+
+    /// The frame's text, if it is a text frame (LongPoll can only carry text).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            OutFrame::Text(t) => Some(t.as_str()),
+            OutFrame::Binary(_) => None,
+        }
+    }
+}
+
+/// A WebSocket close code with the reason we document for it (README, "Close codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloseCode(pub u16, pub &'static str);
+
+impl CloseCode {
+    /// Server stopping without a drain; also our answer to a client's Close.
+    pub const NORMAL: CloseCode = CloseCode(1000, "");
+    /// `"disconnect"` broadcast on the socket id (Phoenix 1.8.8+).
+    pub const DISCONNECT: CloseCode = CloseCode(1001, "disconnected");
+    /// No frame received for the idle timeout (Bandit uses 1002).
+    pub const IDLE_TIMEOUT: CloseCode = CloseCode(1002, "idle timeout");
+    /// A text frame that is not UTF-8.
+    pub const INVALID_UTF8: CloseCode = CloseCode(1007, "invalid utf-8");
+    /// A frame larger than the configured maximum.
+    pub const TOO_BIG: CloseCode = CloseCode(1009, "frame too large");
+    /// A frame that is not a Phoenix message (Phoenix crashes the socket process here).
+    pub const MALFORMED: CloseCode = CloseCode(1011, "malformed message");
+    /// The server is shutting down and drained this socket (Phoenix's drainer).
+    pub const DRAIN: CloseCode = CloseCode(1012, "draining");
+    /// The client did not read its frames fast enough and the outbound queue filled up.
+    pub const OVERFLOW: CloseCode = CloseCode(1013, "outbound queue full");
+}
+
+/// What the transport's writer finds in the outbound queue.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A frame to write.
+    Frame(OutFrame),
+    /// A channel stopped (leave, stop, crash): the session forgets its topic entry. Queued
+    /// *before* that channel's phx_close/phx_error frame, so by the time the client can react
+    /// to the frame the session no longer routes to the dead channel.
+    ChannelExited {
+        /// The channel's topic.
+        topic: Arc<str>,
+        /// The channel's unique id (a later join of the same topic has another id).
+        channel_id: u64,
+    },
+    /// Close the connection with this code after writing what precedes it.
+    Close(CloseCode),
+}
+
+/// One connected socket, as seen from outside its transport task.
+pub struct ConnHandle {
+    /// The outbound queue, drained by the transport writer.
+    outbox: Mailbox<Outgoing>,
+    /// The serializer negotiated with `vsn`; every frame for this socket is encoded with it.
+    serializer: Serializer,
+    /// Set once the socket is being closed (overflow, disconnect, drain), so that a flood of
+    /// pushes after overflow does not queue a close per push.
+    closing: AtomicBool,
+    /// Wakes a writer blocked on a client that does not read, so a close can take effect.
+    kill: Notify,
+    /// Counters shared by the endpoint.
+    metrics: Arc<Metrics>,
+}
+
+impl ConnHandle {
+    /// A handle for a new socket with an outbound queue of `capacity` frames.
+    pub fn new(serializer: Serializer, capacity: usize, metrics: Arc<Metrics>) -> Self {
+        ConnHandle {
+            outbox: Mailbox::new(capacity),
+            serializer,
+            closing: AtomicBool::new(false),
+            kill: Notify::new(),
+            metrics,
+        }
+    }
+
+    /// The socket's serializer.
+    pub fn serializer(&self) -> Serializer {
+        self.serializer
+    }
+
+    /// The outbound queue (for the transport writer).
+    pub fn outbox(&self) -> &Mailbox<Outgoing> {
+        &self.outbox
+    }
+
+    /// Completes when the socket must be torn down even though its writer is blocked.
+    pub async fn killed(&self) {
+        self.kill.notified().await
+    }
+
+    /// Whether the socket is closing or closed.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Queues an encoded frame. Returns false if the socket is gone or was just closed for
+    /// overflow; callers treat that like a message to a dead process: dropped.
+    pub fn send_frame(&self, frame: OutFrame) -> bool {
+        match self.outbox.send(Outgoing::Frame(frame)) {
+            Ok(()) => true,
+            Err(SendError::Closed) => false,
+            Err(SendError::Full) => {
+                if !self.closing.swap(true, Ordering::Relaxed) {
+                    self.metrics.overflow_closes.inc();
+                    tracing::warn!("closing a socket whose outbound queue is full (slow client)");
+                    let _ = self
+                        .outbox
+                        .send_control(Outgoing::Close(CloseCode::OVERFLOW));
+                    self.kill.notify_one();
+                }
+                false
+            }
+        }
+    }
+
+    /// Asks the transport to close the socket with `code` (after frames already queued).
+    pub fn close(&self, code: CloseCode) {
+        if !self.closing.swap(true, Ordering::Relaxed) {
+            let _ = self.outbox.send_control(Outgoing::Close(code));
+        }
+    }
+
+    /// Queues a control notice for the session (channel exit).
+    pub fn send_control(&self, item: Outgoing) {
+        let _ = self.outbox.send_control(item);
+    }
+
+    /// Encodes and queues a push (or any message with explicit refs, e.g. phx_close).
+    pub fn push(&self, msg: &Message) -> Result<bool, EncodeError> {
+        let frame = self.serializer.encode_push(msg)?;
+        Ok(OutFrame::from_frame(frame).is_some_and(|f| self.send_frame(f)))
+    }
+
+    /// Encodes and queues a reply.
+    pub fn reply(&self, reply: &Reply) -> Result<bool, EncodeError> {
+        let frame = self.serializer.encode_reply(reply)?;
+        Ok(OutFrame::from_frame(frame).is_some_and(|f| self.send_frame(f)))
+    }
+
+    /// Encodes and queues a broadcast-shaped frame (used when one socket gets a broadcast
+    /// outside the shared fan-out path).
+    pub fn broadcast(&self, b: &Broadcast) -> Result<bool, EncodeError> {
+        let frame = self.serializer.encode_broadcast(b)?;
+        Ok(OutFrame::from_frame(frame).is_some_and(|f| self.send_frame(f)))
+    }
+}

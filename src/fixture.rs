@@ -1,0 +1,241 @@
+//! The conformance fixture (shared/protocol/CONFORMANCE_FIXTURE.md): ordinary channel code that
+//! a black-box suite can test any Phoenix-protocol server against. Mounted only by
+//! `phx-server serve --fixture`; nothing here is special-cased in the runtime.
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use phx_protocol::etf::Term;
+use phx_protocol::token::MaxAge;
+use phx_protocol::Payload;
+use serde_json::{json, Value};
+
+use crate::channel::{
+    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, JoinReply, Reply, StopReason,
+    UnmatchedEvent,
+};
+use crate::config::{CheckOrigin, Config};
+use crate::endpoint::Endpoint;
+use crate::router::Router;
+use crate::socket::{Assigns, ConnectError, ConnectInfo, Params, SocketHandler};
+
+/// The fixture's secret key base (68 bytes), fixed by the fixture contract.
+pub const SECRET_KEY_BASE: &str =
+    "fixture-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
+
+/// The salt of user socket tokens.
+pub const USER_SALT: &str = "user socket";
+
+/// Two weeks, the fixture's (and Rumbl's) token max_age.
+pub const MAX_AGE: MaxAge = MaxAge::Seconds(1_209_600);
+
+/// Applies the fixture's fixed settings (secret, endpoint host for check_origin).
+pub fn configure(mut config: Config) -> Config {
+    config.secret_key_base = SECRET_KEY_BASE.into();
+    config.secret_from_env = true;
+    config.url_host = "localhost".into();
+    config.check_origin = CheckOrigin::Host;
+    config
+}
+
+/// The fixture's channel routes.
+pub fn router() -> Router {
+    Router::new().channel("room:*", RoomChannel::default)
+}
+
+/// The fixture's UserSocket: `token` param or auth_token must verify when present.
+pub struct FixtureSocket;
+
+/// Verifies a user token with the endpoint's secret and returns the user id.
+pub fn verify_user_token(endpoint: &Endpoint, token: &str) -> Option<i64> {
+    endpoint
+        .verify_token(USER_SALT, token, Some(MAX_AGE))
+        .ok()
+        .and_then(|t| t.as_i64())
+}
+
+#[async_trait]
+impl SocketHandler for FixtureSocket {
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        params: &Params,
+        info: &ConnectInfo,
+    ) -> Result<Assigns, ConnectError> {
+        let token = match params.get("token") {
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(_) => return Err(ConnectError::Refused),
+            None => info.auth_token.as_deref(),
+        };
+        let mut assigns = Assigns::new();
+        match token {
+            Some(token) => {
+                let user_id = verify_user_token(endpoint, token).ok_or(ConnectError::Refused)?;
+                assigns.insert("user_id".into(), json!(user_id));
+            }
+            None => {
+                if params.get("reject").and_then(Value::as_str) == Some("1") {
+                    return Err(ConnectError::Refused);
+                }
+            }
+        }
+        Ok(assigns)
+    }
+
+    fn id(&self, assigns: &Assigns) -> Option<String> {
+        assigns
+            .get("user_id")
+            .and_then(Value::as_i64)
+            .map(|id| format!("users_socket:{id}"))
+    }
+}
+
+/// `room:*`.
+#[derive(Default)]
+pub struct RoomChannel;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Raised(&'static str);
+
+#[async_trait]
+impl Channel for RoomChannel {
+    async fn join(
+        &mut self,
+        topic: &str,
+        _payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<JoinReply, ChannelError> {
+        match topic {
+            "room:private" => Ok(JoinReply::error_reason("unauthorized")),
+            "room:greet" => Ok(JoinReply::Ok(json!({"hello": "world"}).into())),
+            "room:crash" => Err(Box::new(Raised("crash in join"))),
+            "room:tick" => {
+                // Pushed during join: the runtime delivers it after the join reply.
+                socket.push("tick", json!({"n": 1}))?;
+                Ok(JoinReply::ok())
+            }
+            _ => Ok(JoinReply::ok()),
+        }
+    }
+
+    fn intercept(&self) -> &'static [&'static str] {
+        &["filtered"]
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        Ok(match event {
+            "ping" => HandleResult::Reply(Reply::Ok(payload)),
+            "noreply" => HandleResult::NoReply,
+            "error_reply" => HandleResult::Reply(Reply::Error(json!({"reason": "nope"}).into())),
+            "boom" => return Err(Box::new(Raised("boom"))),
+            "stop" => HandleResult::Stop {
+                reason: StopReason::Normal,
+                reply: Some(Reply::ok()),
+            },
+            "shout" => {
+                socket.broadcast("shout", payload)?;
+                HandleResult::Reply(Reply::ok())
+            }
+            "shout_from" => {
+                socket.broadcast_from("shout", payload)?;
+                HandleResult::Reply(Reply::ok())
+            }
+            "push" => {
+                socket.push("pushed", payload)?;
+                HandleResult::NoReply
+            }
+            "filter" => {
+                socket.broadcast("filtered", payload)?;
+                HandleResult::NoReply
+            }
+            "whoami" => {
+                let user_id = socket.get_assign("user_id").cloned().unwrap_or(Value::Null);
+                HandleResult::Reply(Reply::Ok(json!({"user_id": user_id}).into()))
+            }
+            "disconnect_me" => {
+                if let Some(id) = socket.socket_id() {
+                    socket.endpoint().broadcast(id, "disconnect", json!({}));
+                }
+                HandleResult::NoReply
+            }
+            other => return Err(Box::new(UnmatchedEvent(other.to_string()))),
+        })
+    }
+
+    async fn handle_out(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        let payload = match payload {
+            Payload::Json(Value::Object(mut map)) => {
+                map.insert("seen".into(), Value::Bool(true));
+                Payload::Json(Value::Object(map))
+            }
+            other => other,
+        };
+        socket.push(event, payload)?;
+        Ok(HandleResult::NoReply)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    user_id: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct BroadcastBody {
+    topic: String,
+    event: String,
+    payload: Value,
+}
+
+/// The fixture's HTTP helpers: `GET /fixture/token`, `POST /fixture/broadcast`.
+pub fn routes(endpoint: &Endpoint) -> axum::Router {
+    let ep1 = endpoint.clone();
+    let ep2 = endpoint.clone();
+    axum::Router::new()
+        .route(
+            "/fixture/token",
+            get(move |q: Result<Query<TokenQuery>, _>| {
+                let ep = ep1.clone();
+                async move {
+                    match q {
+                        Ok(Query(q)) => (
+                            StatusCode::OK,
+                            [("content-type", "text/plain; charset=utf-8")],
+                            ep.sign_token(USER_SALT, &Term::Int(q.user_id)),
+                        )
+                            .into_response(),
+                        Err(_) => (StatusCode::BAD_REQUEST, "user_id must be an integer")
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/fixture/broadcast",
+            post(move |body: Bytes| {
+                let ep = ep2.clone();
+                async move {
+                    match serde_json::from_slice::<BroadcastBody>(&body) {
+                        Ok(b) => {
+                            ep.broadcast(&b.topic, &b.event, b.payload);
+                            StatusCode::NO_CONTENT.into_response()
+                        }
+                        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+                    }
+                }
+            }),
+        )
+}

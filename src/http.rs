@@ -1,0 +1,89 @@
+//! HTTP routes: the mounted sockets' transports, `/healthz`, `/metrics`; and the server loop
+//! with graceful shutdown (drain, then stop).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, RawQuery};
+use axum::http::{HeaderMap, Method};
+use axum::routing::{any, get};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::endpoint::Endpoint;
+use crate::transport::websocket;
+
+/// The endpoint's routes: `<mount>/websocket` for every mounted socket, plus `/healthz` and
+/// `/metrics`. Applications merge their own routes into it.
+pub fn router(endpoint: &Endpoint) -> Router {
+    let mut app = Router::new();
+    for mount in endpoint.mounts() {
+        let ep = endpoint.clone();
+        let m = mount.clone();
+        app = app.route(
+            &format!("{}/websocket", mount.path),
+            any(
+                move |method: Method,
+                      RawQuery(query): RawQuery,
+                      headers: HeaderMap,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+                    websocket::handle(ep, m, method, query, headers, Some(peer), upgrade)
+                },
+            ),
+        );
+    }
+    let ep = endpoint.clone();
+    app.route("/healthz", get(|| async { "ok" })).route(
+        "/metrics",
+        get(move || {
+            let ep = ep.clone();
+            async move { ep.metrics().render() }
+        }),
+    )
+}
+
+/// Serves `app` on `listener` until `shutdown` completes; then drains every socket (1012, in
+/// batches) and returns once they are gone.
+pub async fn serve(
+    endpoint: Endpoint,
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let ep = endpoint.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        ep.drain().await;
+    })
+    .await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,369 @@
+//! The per-connection state machine: spec §3's dispatch rules and §4's lifecycle, knowing
+//! nothing about the transport that carries the frames.
+//!
+//! A transport feeds decoded messages to [`Session::dispatch`]. Most rules complete at once;
+//! a join (which Phoenix runs synchronously in the socket process) and forwarding to a channel
+//! whose inbox is full return a [`Wait`]: the transport must stop feeding messages until the
+//! wait completes and is handed to [`Session::resume`], while it keeps writing frames out.
+//! Channel exits reach the session through the socket's outbound queue
+//! ([`Outgoing::ChannelExited`](crate::conn::Outgoing)), in order with the frames.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phx_protocol::{Message, Payload, Reply};
+use serde_json::{json, Value};
+
+use crate::channel::server::{self, ChannelInbox, ChannelMsg, JoinRequest};
+use crate::channel::StopReason;
+use crate::conn::ConnHandle;
+use crate::endpoint::{Endpoint, SocketMount};
+use crate::pubsub::{Subscriber, SubscriberKind};
+use crate::socket::Assigns;
+
+/// A joined (or leaving) channel, as the session knows it.
+struct Entry {
+    /// The channel's unique id (PubSub subscriber id).
+    id: u64,
+    /// The join_ref of the join message, compared with strict equality (may be null on V1).
+    join_ref: Value,
+    /// Where client messages for this topic go.
+    inbox: Arc<ChannelInbox>,
+    /// A `phx_leave` was forwarded; the channel will close itself.
+    leaving: bool,
+}
+
+/// Something the session is waiting for before it takes the next message.
+pub struct Wait(Pin<Box<dyn Future<Output = Resume> + Send>>);
+
+impl Future for Wait {
+    type Output = Resume;
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Resume> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// The outcome of a [`Wait`], for [`Session::resume`].
+pub struct Resume(ResumeKind);
+
+enum ResumeKind {
+    Joined {
+        topic: Arc<str>,
+        join_ref: Value,
+        id: u64,
+        inbox: Arc<ChannelInbox>,
+        ok: bool,
+        close_old: Option<Value>,
+    },
+    Room {
+        msg: Message,
+    },
+}
+
+/// One connected socket's channels.
+pub struct Session {
+    /// The endpoint.
+    endpoint: Endpoint,
+    /// The socket this session belongs to (routes, handler).
+    mount: Arc<SocketMount>,
+    /// Outbound side.
+    conn: Arc<ConnHandle>,
+    /// Assigns from `connect`, copied (by reference) into each channel.
+    assigns: Arc<Assigns>,
+    /// `id/1`, if any.
+    socket_id: Option<Arc<str>>,
+    /// Subscription to the socket id topic, for "disconnect".
+    id_subscription: Option<u64>,
+    /// topic → channel.
+    channels: HashMap<Arc<str>, Entry>,
+}
+
+impl Session {
+    /// A session for a socket that `connect` accepted with `assigns` and `socket_id`.
+    pub fn new(
+        endpoint: Endpoint,
+        mount: Arc<SocketMount>,
+        conn: Arc<ConnHandle>,
+        assigns: Assigns,
+        socket_id: Option<String>,
+    ) -> Session {
+        let socket_id: Option<Arc<str>> = socket_id.map(Into::into);
+        let id_subscription = socket_id.as_ref().map(|sid| {
+            let id = endpoint.next_id();
+            endpoint.pubsub().subscribe(
+                sid,
+                Subscriber {
+                    id,
+                    kind: SubscriberKind::SocketId { conn: conn.clone() },
+                },
+            );
+            id
+        });
+        Session {
+            endpoint,
+            mount,
+            conn,
+            assigns: Arc::new(assigns),
+            socket_id,
+            id_subscription,
+            channels: HashMap::new(),
+        }
+    }
+
+    /// The socket's outbound side.
+    pub fn conn(&self) -> &Arc<ConnHandle> {
+        &self.conn
+    }
+
+    /// Number of joined channels.
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+
+    fn reply(&self, join_ref: Value, ref_: Value, topic: &str, status: &str, response: Value) {
+        let r = Reply {
+            join_ref,
+            ref_,
+            topic: topic.to_string(),
+            status: status.to_string(),
+            response: Payload::Json(response),
+        };
+        if let Err(e) = self.conn.reply(&r) {
+            tracing::error!(topic, "cannot encode reply: {e}");
+        }
+    }
+
+    fn unmatched(&self, msg: &Message) {
+        self.reply(
+            Value::Null,
+            msg.ref_.clone(),
+            &msg.topic,
+            "error",
+            json!({"reason": "unmatched topic"}),
+        );
+    }
+
+    /// Applies the dispatch rules of spec §3 to one client message.
+    pub fn dispatch(&mut self, msg: Message) -> Option<Wait> {
+        // Rule 1: heartbeat, whatever its join_ref and whatever is joined.
+        if msg.topic == "phoenix" && msg.event == "heartbeat" {
+            self.reply(Value::Null, msg.ref_, "phoenix", "ok", json!({}));
+            return None;
+        }
+        match msg.event.as_str() {
+            "phx_join" => self.join(msg),
+            "phx_leave" => {
+                self.leave(msg);
+                None
+            }
+            _ => self.forward(msg),
+        }
+    }
+
+    fn join(&mut self, msg: Message) -> Option<Wait> {
+        let Some((factory, name)) = self.mount.router.route(&msg.topic) else {
+            // Rule 2: no route; join_ref null.
+            self.unmatched(&msg);
+            return None;
+        };
+        let topic: Arc<str> = msg.topic.as_str().into();
+        // Rule 3: duplicate join. Stop the old channel (no frames from it), and after the new
+        // join reply send phx_close for the old join_ref — unless the old one was leaving and
+        // so already sends its own phx_close.
+        let mut close_old = None;
+        if let Some(old) = self.channels.remove(&topic) {
+            self.endpoint.pubsub().unsubscribe(&topic, old.id);
+            let _ = old
+                .inbox
+                .mailbox
+                .send_control(ChannelMsg::Shutdown(StopReason::Shutdown(
+                    "duplicate_join".into(),
+                )));
+            if !old.leaving {
+                close_old = Some(old.join_ref);
+            }
+        }
+        // Rule 2b: channel cap.
+        if self.channels.len() >= self.endpoint.config().max_channels {
+            self.reply(
+                msg.join_ref.clone(),
+                msg.ref_.clone(),
+                &msg.topic,
+                "error",
+                json!({"reason": "too many channels joined"}),
+            );
+            return None;
+        }
+        tracing::info!(topic = %topic, channel = name, "JOIN");
+        let id = self.endpoint.next_id();
+        // The channel's own join_ref is `join_ref || ref`; the session stores the message's.
+        let channel_join_ref = if msg.join_ref.is_null() {
+            msg.ref_.clone()
+        } else {
+            msg.join_ref.clone()
+        };
+        let (inbox, rx) = server::start(
+            self.endpoint.clone(),
+            self.conn.clone(),
+            factory(),
+            JoinRequest {
+                topic: topic.clone(),
+                join_ref: channel_join_ref,
+                ref_: msg.ref_,
+                payload: msg.payload,
+                assigns: self.assigns.clone(),
+                socket_id: self.socket_id.clone(),
+                id,
+            },
+        );
+        let join_ref = msg.join_ref;
+        Some(Wait(Box::pin(async move {
+            let ok = rx.await.unwrap_or(false);
+            Resume(ResumeKind::Joined {
+                topic,
+                join_ref,
+                id,
+                inbox,
+                ok,
+                close_old,
+            })
+        })))
+    }
+
+    fn leave(&mut self, msg: Message) {
+        match self.channels.get_mut(msg.topic.as_str()) {
+            // Rule 4: forward; the channel replies ok and sends phx_close.
+            Some(entry) if msg.join_ref.is_null() || msg.join_ref == entry.join_ref => {
+                match entry
+                    .inbox
+                    .mailbox
+                    .send_control(ChannelMsg::Leave {
+                        ref_: msg.ref_.clone(),
+                    }) {
+                    Ok(()) => entry.leaving = true,
+                    Err(_) => {
+                        // The channel already stopped: as if it were not joined (rule 6).
+                        self.channels.remove(msg.topic.as_str());
+                        self.reply(msg.join_ref, msg.ref_, &msg.topic, "ok", json!({}));
+                    }
+                }
+            }
+            // Rule 4b: stale join_ref, ignored.
+            Some(_) => {}
+            // Rule 6: not joined: ok reply, join_ref echoed, no phx_close.
+            None => self.reply(msg.join_ref, msg.ref_, &msg.topic, "ok", json!({})),
+        }
+    }
+
+    fn forward(&mut self, msg: Message) -> Option<Wait> {
+        let Some(entry) = self.channels.get(msg.topic.as_str()) else {
+            // Rule 7.
+            self.unmatched(&msg);
+            return None;
+        };
+        // Rule 5b: stale join_ref, dropped without a reply.
+        if !(msg.join_ref.is_null() || msg.join_ref == entry.join_ref) {
+            return None;
+        }
+        if !entry.inbox.mailbox.has_room() && !entry.inbox.mailbox.is_closed() {
+            // Backpressure: stop reading this socket until the channel catches up, then
+            // dispatch the same message again.
+            let inbox = entry.inbox.clone();
+            return Some(Wait(Box::pin(async move {
+                while !inbox.mailbox.has_room() && !inbox.mailbox.is_closed() {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Resume(ResumeKind::Room { msg })
+            })));
+        }
+        let item = ChannelMsg::In {
+            event: msg.event,
+            ref_: msg.ref_.clone(),
+            payload: msg.payload,
+        };
+        // `send_control`: room was checked above; another producer racing us into the last
+        // slot must not make us drop a client message.
+        if entry.inbox.mailbox.send_control(item).is_err() {
+            // The channel died and its exit notice is still queued: unmatched, as Phoenix
+            // answers once the channel is gone.
+            self.channels.remove(msg.topic.as_str());
+            self.reply(
+                Value::Null,
+                msg.ref_,
+                &msg.topic,
+                "error",
+                json!({"reason": "unmatched topic"}),
+            );
+        }
+        None
+    }
+
+    /// Continues after a [`Wait`] completed; may return another.
+    pub fn resume(&mut self, resume: Resume) -> Option<Wait> {
+        match resume.0 {
+            ResumeKind::Joined {
+                topic,
+                join_ref,
+                id,
+                inbox,
+                ok,
+                close_old,
+            } => {
+                if ok {
+                    self.channels.insert(
+                        topic.clone(),
+                        Entry {
+                            id,
+                            join_ref,
+                            inbox,
+                            leaving: false,
+                        },
+                    );
+                }
+                if let Some(old) = close_old {
+                    let m = Message {
+                        join_ref: old.clone(),
+                        ref_: old,
+                        topic: topic.to_string(),
+                        event: "phx_close".into(),
+                        payload: Payload::empty(),
+                    };
+                    if let Err(e) = self.conn.push(&m) {
+                        tracing::error!(%topic, "cannot encode phx_close: {e}");
+                    }
+                }
+                None
+            }
+            ResumeKind::Room { msg } => self.dispatch(msg),
+        }
+    }
+
+    /// A channel stopped (leave, stop, crash): forget its topic if it is still the current
+    /// channel there.
+    pub fn channel_exited(&mut self, topic: &str, channel_id: u64) {
+        if self.channels.get(topic).is_some_and(|e| e.id == channel_id) {
+            self.channels.remove(topic);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The transport is gone: every channel stops with {:shutdown, :closed}, no frames.
+        for (_, entry) in self.channels.drain() {
+            let _ = entry
+                .inbox
+                .mailbox
+                .send_control(ChannelMsg::Shutdown(StopReason::Shutdown("closed".into())));
+        }
+        if let (Some(sid), Some(id)) = (&self.socket_id, self.id_subscription) {
+            self.endpoint.pubsub().unsubscribe(sid, id);
+        }
+    }
+}
