@@ -164,9 +164,7 @@ impl Config {
                 d.drain_interval.as_millis() as u64,
             )?),
             drain_max: d.drain_max,
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
             pool_size: env_parse("POOL_SIZE", d.pool_size)?,
         })
     }

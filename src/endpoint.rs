@@ -142,7 +142,10 @@ impl Endpoint {
         if let Some(k) = self.inner.token_keys.get(salt.as_bytes()) {
             return k.clone();
         }
-        let key = TokenKey::derive(self.inner.config.secret_key_base.as_bytes(), salt.as_bytes());
+        let key = TokenKey::derive(
+            self.inner.config.secret_key_base.as_bytes(),
+            salt.as_bytes(),
+        );
         self.inner
             .token_keys
             .insert(salt.as_bytes().to_vec(), key.clone());

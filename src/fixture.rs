@@ -217,8 +217,9 @@ pub fn routes(endpoint: &Endpoint) -> axum::Router {
                             ep.sign_token(USER_SALT, &Term::Int(q.user_id)),
                         )
                             .into_response(),
-                        Err(_) => (StatusCode::BAD_REQUEST, "user_id must be an integer")
-                            .into_response(),
+                        Err(_) => {
+                            (StatusCode::BAD_REQUEST, "user_id must be an integer").into_response()
+                        }
                     }
                 }
             }),

@@ -6,7 +6,11 @@ use phx_server::{fixture, http, Config, Endpoint};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
-#[command(name = "phx-server", version, about = "A Phoenix Channels server in Rust")]
+#[command(
+    name = "phx-server",
+    version,
+    about = "A Phoenix Channels server in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

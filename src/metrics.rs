@@ -76,11 +76,31 @@ impl Metrics {
             ("phx_channels", "gauge", self.channels.get() as i128),
             ("phx_connects_total", "counter", self.connects.get() as i128),
             ("phx_refused_total", "counter", self.refused.get() as i128),
-            ("phx_overflow_closes_total", "counter", self.overflow_closes.get() as i128),
-            ("phx_bad_frames_total", "counter", self.bad_frames.get() as i128),
-            ("phx_channel_crashes_total", "counter", self.channel_crashes.get() as i128),
-            ("phx_broadcasts_total", "counter", self.broadcasts.get() as i128),
-            ("phx_deliveries_total", "counter", self.deliveries.get() as i128),
+            (
+                "phx_overflow_closes_total",
+                "counter",
+                self.overflow_closes.get() as i128,
+            ),
+            (
+                "phx_bad_frames_total",
+                "counter",
+                self.bad_frames.get() as i128,
+            ),
+            (
+                "phx_channel_crashes_total",
+                "counter",
+                self.channel_crashes.get() as i128,
+            ),
+            (
+                "phx_broadcasts_total",
+                "counter",
+                self.broadcasts.get() as i128,
+            ),
+            (
+                "phx_deliveries_total",
+                "counter",
+                self.deliveries.get() as i128,
+            ),
         ];
         for (name, kind, value) in rows {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");

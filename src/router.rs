@@ -51,11 +51,8 @@ impl Router {
         F: Fn() -> C + Send + Sync + 'static,
     {
         let factory: ChannelFactory = Arc::new(move || Box::new(make()) as Box<dyn Channel>);
-        self.routes.push((
-            Pattern::parse(pattern),
-            factory,
-            std::any::type_name::<C>(),
-        ));
+        self.routes
+            .push((Pattern::parse(pattern), factory, std::any::type_name::<C>()));
         self
     }
 
@@ -89,7 +86,9 @@ mod tests {
 
     #[test]
     fn prefix_and_exact() {
-        let r = Router::new().channel("room:*", || Nop).channel("lobby", || Nop);
+        let r = Router::new()
+            .channel("room:*", || Nop)
+            .channel("lobby", || Nop);
         assert!(r.route("room:").is_some());
         assert!(r.route("room:lobby").is_some());
         assert!(r.route("lobby").is_some());

@@ -41,10 +41,7 @@ pub struct Wait(Pin<Box<dyn Future<Output = Resume> + Send>>);
 
 impl Future for Wait {
     type Output = Resume;
-    fn poll(
-        mut self: Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Resume> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Resume> {
         self.0.as_mut().poll(cx)
     }
 }
@@ -215,6 +212,7 @@ impl Session {
             JoinRequest {
                 topic: topic.clone(),
                 join_ref: channel_join_ref,
+                close_ref: msg.join_ref.clone(),
                 ref_: msg.ref_,
                 payload: msg.payload,
                 assigns: self.assigns.clone(),
@@ -240,12 +238,9 @@ impl Session {
         match self.channels.get_mut(msg.topic.as_str()) {
             // Rule 4: forward; the channel replies ok and sends phx_close.
             Some(entry) if msg.join_ref.is_null() || msg.join_ref == entry.join_ref => {
-                match entry
-                    .inbox
-                    .mailbox
-                    .send_control(ChannelMsg::Leave {
-                        ref_: msg.ref_.clone(),
-                    }) {
+                match entry.inbox.mailbox.send_control(ChannelMsg::Leave {
+                    ref_: msg.ref_.clone(),
+                }) {
                     Ok(()) => entry.leaving = true,
                     Err(_) => {
                         // The channel already stopped: as if it were not joined (rule 6).

@@ -75,6 +75,7 @@ impl Interceptor for ChannelInbox {
 pub(crate) struct JoinRequest {
     pub topic: Arc<str>,
     pub join_ref: Value,
+    pub close_ref: Value,
     pub ref_: Value,
     pub payload: Payload,
     pub assigns: Arc<Assigns>,
@@ -98,6 +99,7 @@ pub(crate) fn start(
     let socket = ChannelSocket {
         topic: req.topic.clone(),
         join_ref: req.join_ref.clone(),
+        close_ref: req.close_ref.clone(),
         assigns: req.assigns.clone(),
         conn,
         endpoint,
@@ -108,7 +110,14 @@ pub(crate) fn start(
         current_ref: req.ref_.clone(),
         socket_id: req.socket_id.clone(),
     };
-    tokio::spawn(run(channel, socket, req.ref_, req.payload, inbox.clone(), tx));
+    tokio::spawn(run(
+        channel,
+        socket,
+        req.ref_,
+        req.payload,
+        inbox.clone(),
+        tx,
+    ));
     (inbox, rx)
 }
 

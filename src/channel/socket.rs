@@ -30,8 +30,11 @@ pub enum PushError {
 pub struct ChannelSocket {
     /// The joined topic.
     pub(crate) topic: Arc<str>,
-    /// The join_ref of the join that created this channel (`join_ref || ref`).
+    /// The join_ref of the join that created this channel (`join_ref || ref`), put on pushes.
     pub(crate) join_ref: Value,
+    /// The join message's own join_ref (null on V1 joins without one): the socket puts this
+    /// one on phx_close/phx_error, as Phoenix's socket process does from its channel table.
+    pub(crate) close_ref: Value,
     /// Assigns: copied from the socket's connect assigns at join, then the channel's own.
     pub(crate) assigns: Arc<Assigns>,
     /// The socket's outbound side.
@@ -246,8 +249,8 @@ impl ChannelSocket {
     /// Queues a push with explicit refs (phx_close / phx_error use ref = join_ref).
     pub(crate) fn push_control(&self, event: &str, payload: Payload) {
         let msg = Message {
-            join_ref: self.join_ref.clone(),
-            ref_: self.join_ref.clone(),
+            join_ref: self.close_ref.clone(),
+            ref_: self.close_ref.clone(),
             topic: self.topic.to_string(),
             event: event.to_string(),
             payload,

@@ -28,7 +28,10 @@ fn parse(origin: &str) -> OriginParts {
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     let (host, port) = if let Some(stripped) = authority.strip_prefix('[') {
         match stripped.split_once(']') {
-            Some((h, p)) => (h.to_string(), p.strip_prefix(':').and_then(|p| p.parse().ok())),
+            Some((h, p)) => (
+                h.to_string(),
+                p.strip_prefix(':').and_then(|p| p.parse().ok()),
+            ),
             None => (stripped.to_string(), None),
         }
     } else {
@@ -66,7 +69,9 @@ pub fn allowed(check: &CheckOrigin, url_host: &str, origin: Option<&str>) -> boo
         CheckOrigin::Host => o.host.as_deref() == Some(&url_host.to_ascii_lowercase()),
         CheckOrigin::List(list) => list.iter().any(|entry| {
             let a = parse(entry);
-            a.scheme.as_ref().is_none_or(|s| o.scheme.as_ref() == Some(s))
+            a.scheme
+                .as_ref()
+                .is_none_or(|s| o.scheme.as_ref() == Some(s))
                 && a.host
                     .as_ref()
                     .is_none_or(|h| o.host.as_deref().is_some_and(|oh| host_matches(h, oh)))

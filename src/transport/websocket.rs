@@ -13,8 +13,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
@@ -255,7 +255,10 @@ async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn:
 fn classify_error(e: &axum::Error, endpoint: &Endpoint) -> Option<CloseCode> {
     let text = e.to_string();
     // axum wraps tungstenite's error; its Display names the cause.
-    if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long") {
+    if text.contains("Space limit exceeded")
+        || text.contains("too long")
+        || text.contains("Message too long")
+    {
         endpoint.metrics().bad_frames.inc();
         Some(CloseCode::TOO_BIG)
     } else if text.contains("UTF-8") || text.contains("utf-8") || text.contains("utf8") {

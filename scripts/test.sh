@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The one command that runs every test (README "Test"; .ci/run calls exactly this).
+#
+#   1. services up (PostgreSQL, Redis)           scripts/services.sh
+#   2. Rust: fmt check, clippy -D warnings, build, unit + integration tests (real Postgres)
+#   3. JS assets: npm test + esbuild bundle       vendor-js/
+#   4. Black-box conformance suite against `phx-server serve --fixture`, driven by the
+#      unmodified phoenix npm client and raw frames   compat-tests/run.sh
+#
+# Stops at the first failing stage and exits non-zero.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+stage "services"
+bash scripts/services.sh
+
+# Tests that need Postgres create (and drop) their own throwaway databases through this URL.
+export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+stage "rust: fmt + clippy"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "rust: build"
+cargo build --workspace --locked
+
+stage "rust: tests"
+cargo test --workspace --locked
+
+stage "vendor-js: unit tests + bundle"
+(cd vendor-js && bash build.sh && npm test)
+
+stage "compat-tests: conformance suite (phoenix npm client + raw frames)"
+PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/run.sh
+
+stage "all test stages passed"
