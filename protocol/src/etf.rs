@@ -490,7 +490,9 @@ pub fn decode_with_limit(bytes: &[u8], max_uncompressed: usize) -> Result<Term, 
                 .read_to_end(&mut inflated)
                 .map_err(|_| EtfError::Compressed("corrupt zlib stream"))?;
             if inflated.len() != size {
-                return Err(EtfError::Compressed("inflated size differs from the declared size"));
+                return Err(EtfError::Compressed(
+                    "inflated size differs from the declared size",
+                ));
             }
             decode_body(&inflated)
         }

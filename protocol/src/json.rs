@@ -261,7 +261,9 @@ fn parse_exp(t: &[u8]) -> i32 {
     };
     let mut v: i32 = 0;
     for &d in digits {
-        v = v.saturating_mul(10).saturating_add(i32::from(d.wrapping_sub(b'0')));
+        v = v
+            .saturating_mul(10)
+            .saturating_add(i32::from(d.wrapping_sub(b'0')));
     }
     if neg {
         -v

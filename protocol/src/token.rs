@@ -183,17 +183,27 @@ pub fn sign_with(
     digest: Digest,
     compressed: bool,
 ) -> String {
-    let payload_term = Term::Tuple(vec![data.clone(), Term::Int(signed_at_ms), max_age.to_term()]);
+    let payload_term = Term::Tuple(vec![
+        data.clone(),
+        Term::Int(signed_at_ms),
+        max_age.to_term(),
+    ]);
     let payload = if compressed {
         etf::encode_compressed(&payload_term)
     } else {
         etf::encode(&payload_term)
     };
+    sign_raw(key, &payload, digest)
+}
+
+/// Signs already-encoded ETF payload bytes. For interop tests and tools that must reproduce a
+/// payload byte for byte (for example one written by an older OTP with latin-1 atom tags).
+pub fn sign_raw(key: &TokenKey, payload: &[u8], digest: Digest) -> String {
     let protected = digest.protected();
     let mut token = String::with_capacity(protected.len() + payload.len() * 4 / 3 + 96);
     token.push_str(protected);
     token.push('.');
-    B64.encode_string(&payload, &mut token);
+    B64.encode_string(payload, &mut token);
     let mac = mac_bytes(key, digest, token.as_bytes());
     token.push('.');
     B64.encode_string(&mac, &mut token);
@@ -344,7 +354,11 @@ fn age_of(t: &Term) -> Option<Age> {
         Term::BigInt { negative, .. } => {
             // Beyond i64 seconds: effectively never (or always) expired.
             Some(Age::Millis(
-                if *negative { i128::MIN / 2 } else { i128::MAX / 2 },
+                if *negative {
+                    i128::MIN / 2
+                } else {
+                    i128::MAX / 2
+                },
                 !negative,
             ))
         }

@@ -81,7 +81,11 @@ pub(super) fn encode_reply(
 }
 
 /// Broadcast, kind 2: `2, topic_len, event_len, topic, event, payload`.
-pub(super) fn encode_broadcast(topic: &str, event: &str, data: &[u8]) -> Result<Bytes, EncodeError> {
+pub(super) fn encode_broadcast(
+    topic: &str,
+    event: &str,
+    data: &[u8],
+) -> Result<Bytes, EncodeError> {
     let t = field("topic", topic)?;
     let e = field("event", event)?;
     Ok(assemble(KIND_BROADCAST, &[t, e], data))
@@ -111,7 +115,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn header<const N: usize>(&mut self) -> Result<[usize; N], DecodeError> {
         let end = self.pos + N;
-        let head = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        let head = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated)?;
         self.pos = end;
         let mut lens = [0usize; N];
         for (l, b) in lens.iter_mut().zip(head) {
@@ -122,7 +129,10 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos + len;
-        let s = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        let s = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(DecodeError::Truncated)?;
         self.pos = end;
         Ok(s)
     }

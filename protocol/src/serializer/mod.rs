@@ -132,10 +132,7 @@ impl Serializer {
     pub fn encode_push(self, msg: &Message) -> Result<Frame, EncodeError> {
         match (self, &msg.payload) {
             (Serializer::V1, Payload::Json(payload)) => Ok(Frame::Text(v1::encode(
-                &msg.ref_,
-                &msg.topic,
-                &msg.event,
-                payload,
+                &msg.ref_, &msg.topic, &msg.event, payload,
             ))),
             (Serializer::V2, Payload::Json(payload)) => Ok(Frame::Text(v2::encode(
                 &msg.join_ref,
@@ -212,17 +209,15 @@ impl Serializer {
     /// uses the client→server kind-0 layout, which (unlike the server's) carries the ref.
     pub fn encode_client(self, msg: &Message) -> Result<Frame, EncodeError> {
         match (self, &msg.payload) {
-            (Serializer::V1, Payload::Json(payload)) => Ok(Frame::Text(v1::encode_client(msg, payload))),
+            (Serializer::V1, Payload::Json(payload)) => {
+                Ok(Frame::Text(v1::encode_client(msg, payload)))
+            }
             (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryUnsupported),
             (Serializer::V2, Payload::Json(_)) => self.encode_push(msg),
-            (Serializer::V2, Payload::Binary(data)) => binary::encode_client(
-                &msg.join_ref,
-                &msg.ref_,
-                &msg.topic,
-                &msg.event,
-                data,
-            )
-            .map(Frame::Binary),
+            (Serializer::V2, Payload::Binary(data)) => {
+                binary::encode_client(&msg.join_ref, &msg.ref_, &msg.topic, &msg.event, data)
+                    .map(Frame::Binary)
+            }
         }
     }
 

@@ -17,10 +17,12 @@ use crate::message::{Message, Payload};
 /// A missing `join_ref` is null.
 pub(super) fn decode(text: &str) -> Result<Message, DecodeError> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let outcome = de.deserialize_map(ObjectVisitor).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => DecodeError::Shape("expected a JSON object"),
-        _ => DecodeError::Json(e.to_string()),
-    })?;
+    let outcome = de
+        .deserialize_map(ObjectVisitor)
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => DecodeError::Shape("expected a JSON object"),
+            _ => DecodeError::Json(e.to_string()),
+        })?;
     de.end().map_err(|e| DecodeError::Json(e.to_string()))?;
     outcome.map_err(DecodeError::Shape)
 }

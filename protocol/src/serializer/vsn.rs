@@ -84,8 +84,8 @@ fn number(s: &str) -> Option<u64> {
 
 fn identifiers(s: &str) -> Option<Vec<&str>> {
     let idents: Vec<&str> = s.split('.').collect();
-    let valid = idents.iter().all(|i| {
-        !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    });
+    let valid = idents
+        .iter()
+        .all(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
     valid.then_some(idents)
 }
