@@ -12,7 +12,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
 LOGDIR="$HERE/.logs"
 mkdir -p "$LOGDIR"
-: >"$LOGDIR/server.log"
+# old per-run state directories
+find "$LOGDIR" -maxdepth 1 -name 'run-*' -type d -mmin +120 -exec rm -rf {} + 2>/dev/null
 
 for tool in node npm curl setsid; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 2; }
@@ -23,12 +24,19 @@ PHX_PORT="$(node -e '
   s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });
 ')"
 export PHX_PORT
+# per-run state (pidfile, exit status, log) so that concurrent runs cannot interfere;
+# .logs/server.log points at the latest run's log
+export PHX_STATE_DIR="$LOGDIR/run-$PHX_PORT"
+rm -rf "$PHX_STATE_DIR"
+mkdir -p "$PHX_STATE_DIR"
+: >"$PHX_STATE_DIR/server.log"
+ln -sfn "run-$PHX_PORT/server.log" "$LOGDIR/server.log"
 export PHX_URL="http://127.0.0.1:$PHX_PORT"
 export PHX_RESTART_CMD="$HERE/restart.sh"
 
 tail_log() {
-  echo "----- last 80 lines of $LOGDIR/server.log -----" >&2
-  tail -n 80 "$LOGDIR/server.log" >&2
+  echo "----- last 80 lines of $PHX_STATE_DIR/server.log -----" >&2
+  tail -n 80 "$PHX_STATE_DIR/server.log" >&2
   echo "-----------------------------------------------" >&2
 }
 

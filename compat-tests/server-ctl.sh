@@ -6,25 +6,26 @@
 #   server-ctl.sh stop      SIGTERM, wait up to 10 s; exit 1 unless the server exited 0 in time
 #   server-ctl.sh restart   stop (graceful or not), then start again on the same port
 #
-# State lives in compat-tests/.logs/: server.pid, server.exit (exit status), server.log.
+# State lives in $PHX_STATE_DIR (run.sh: compat-tests/.logs/run-<port>/): server.pid, server.exit
+# (exit status), server.log — per run, so concurrent runs of the suite do not interfere.
 # The server runs in its own session behind a tiny bash wrapper that records its exit status,
 # so the status is known even when the process that started it (e.g. restart.sh) has exited.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$HERE/.." && pwd)"
-LOGDIR="$HERE/.logs"
-PIDFILE="$LOGDIR/server.pid"
-EXITFILE="$LOGDIR/server.exit"
-LOG="$LOGDIR/server.log"
-mkdir -p "$LOGDIR"
+PORT="${PHX_PORT:?PHX_PORT must be set}"
+STATE="${PHX_STATE_DIR:-$HERE/.logs/run-$PORT}"
+PIDFILE="$STATE/server.pid"
+EXITFILE="$STATE/server.exit"
+LOG="$STATE/server.log"
+mkdir -p "$STATE"
 
 BIN="${PHX_SERVER_BIN:-target/debug/phx-server}"
 case "$BIN" in
   /*) ;;
   *) BIN="$REPO_ROOT/$BIN" ;;
 esac
-PORT="${PHX_PORT:?PHX_PORT must be set}"
 START_TIMEOUT="${PHX_START_TIMEOUT:-30}"
 STOP_TIMEOUT="${PHX_STOP_TIMEOUT:-10}"
 
