@@ -29,8 +29,8 @@ use super::{
 
 /// Advisory lock keys (arbitrary constants) serializing concurrent
 /// `migrate`/seed runs from several server processes on one database.
-const MIGRATE_LOCK_KEY: i64 = 0x7068_785f_6d69_67; // "phx_mig"
-const SEED_LOCK_KEY: i64 = 0x7068_785f_7365_65; // "phx_see"
+const MIGRATE_LOCK_KEY: i64 = 0x0070_6878_5f6d_6967; // "phx_mig"
+const SEED_LOCK_KEY: i64 = 0x0070_6878_5f73_6565; // "phx_see"
 
 /// "now" as Ecto writes it: UTC, `timestamp(0) without time zone`.
 const NOW_UTC: &str = "(now() AT TIME ZONE 'utc')::timestamp(0)";
