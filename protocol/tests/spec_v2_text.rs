@@ -262,7 +262,8 @@ fn spec_13_case_34_malformed_frame_is_an_error() {
 
 #[test]
 fn malformed_frames_are_errors_not_panics() {
-    let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
+    type Check = fn(&DecodeError) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("", |e| matches!(e, DecodeError::Json(_))),
         ("[", |e| matches!(e, DecodeError::Json(_))),
         ("[]", |e| matches!(e, DecodeError::Shape(_))),
