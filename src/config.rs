@@ -56,6 +56,26 @@ pub struct Config {
     pub database_url: Option<String>,
     /// `POOL_SIZE` for Postgres (default 10).
     pub pool_size: usize,
+    /// LongPoll: how long a poll is held when nothing is buffered (`LP_WINDOW_MS`, default
+    /// 10 000, Phoenix's `window_ms`). A session also dies when more than 1.5 × this has passed
+    /// since the start of its last poll, and a POSTed frame not processed within it gets 408.
+    pub lp_window: Duration,
+    /// LongPoll: largest POST body in bytes (`LP_MAX_BODY`, default 8 MiB, about Plug's
+    /// `read_body` limit); larger → HTTP 400, as Phoenix answers.
+    pub lp_max_body: usize,
+    /// LongPoll: largest ndjson line in bytes (`LP_MAX_LINE`, default 10 MiB of base64, as
+    /// Phoenix); a POST with a longer line among its first 100 is refused with HTTP 400. Only
+    /// reachable when `LP_MAX_BODY` is raised above it.
+    pub lp_max_line: usize,
+    /// LongPoll: frames a session may hold for its client between polls (`LP_MAX_BUFFERED`,
+    /// default 1024). Over it the session is closed, not grown: the client's next request gets
+    /// 410 and it reconnects, exactly as after a dropped session.
+    pub lp_max_buffered: usize,
+    /// LongPoll: live sessions per mounted socket (`LP_MAX_SESSIONS`, default 20 000). At the
+    /// cap a session-creating GET gets HTTP 503 with an empty body, which the JS client treats
+    /// as a network error and retries with backoff (a JSON status other than 200/204/403/410
+    /// would make it throw).
+    pub lp_max_sessions: usize,
 }
 
 /// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
@@ -84,6 +104,11 @@ impl Default for Config {
             drain_max: Duration::from_secs(30),
             database_url: None,
             pool_size: 10,
+            lp_window: Duration::from_secs(10),
+            lp_max_body: 8 << 20,
+            lp_max_line: 10 << 20,
+            lp_max_buffered: 1024,
+            lp_max_sessions: 20_000,
         }
     }
 }
@@ -166,6 +191,14 @@ impl Config {
             drain_max: d.drain_max,
             database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
             pool_size: env_parse("POOL_SIZE", d.pool_size)?,
+            lp_window: Duration::from_millis(env_parse(
+                "LP_WINDOW_MS",
+                d.lp_window.as_millis() as u64,
+            )?),
+            lp_max_body: env_parse("LP_MAX_BODY", d.lp_max_body)?,
+            lp_max_line: env_parse("LP_MAX_LINE", d.lp_max_line)?,
+            lp_max_buffered: env_parse("LP_MAX_BUFFERED", d.lp_max_buffered)?,
+            lp_max_sessions: env_parse("LP_MAX_SESSIONS", d.lp_max_sessions)?,
         })
     }
 }
