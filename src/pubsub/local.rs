@@ -14,6 +14,9 @@ use super::{BroadcastMsg, Interceptor};
 use crate::conn::{ConnHandle, OutFrame};
 use crate::metrics::Metrics;
 
+/// A listener called for every broadcast on a topic.
+pub type BroadcastCallback = Arc<dyn Fn(&Arc<BroadcastMsg>) + Send + Sync>;
+
 /// How a subscriber takes a broadcast.
 pub enum SubscriberKind {
     /// A joined channel: fastlane to its socket, unless the event is intercepted, in which
@@ -32,7 +35,7 @@ pub enum SubscriberKind {
         conn: Arc<ConnHandle>,
     },
     /// Any other listener (Presence, tests): called for every broadcast on the topic.
-    Callback(Arc<dyn Fn(&Arc<BroadcastMsg>) + Send + Sync>),
+    Callback(BroadcastCallback),
 }
 
 /// One subscription.
