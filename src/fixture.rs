@@ -2,6 +2,8 @@
 //! a black-box suite can test any Phoenix-protocol server against. Mounted only by
 //! `phx-server serve --fixture`; nothing here is special-cased in the runtime.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::Query;
 use axum::http::StatusCode;
@@ -19,6 +21,8 @@ use crate::channel::{
 use crate::config::{CheckOrigin, Config};
 use crate::endpoint::Endpoint;
 use crate::router::Router;
+use crate::rumbl::store::AnnotationStore;
+use crate::rumbl::VideoChannel;
 use crate::socket::{Assigns, ConnectError, ConnectInfo, Params, SocketHandler};
 
 /// The fixture's secret key base (68 bytes), fixed by the fixture contract.
@@ -43,6 +47,12 @@ pub fn configure(mut config: Config) -> Config {
 /// The fixture's channel routes.
 pub fn router() -> Router {
     Router::new().channel("room:*", RoomChannel::default)
+}
+
+/// The fixture's channel routes plus `videos:*` → the seed's VideoChannel in fixture mode
+/// (missing videos and users are created on first use) over `store`.
+pub fn router_with_videos(store: Arc<dyn AnnotationStore>) -> Router {
+    router().channel("videos:*", VideoChannel::factory(store, true))
 }
 
 /// The fixture's UserSocket: `token` param or auth_token must verify when present.

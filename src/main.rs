@@ -1,8 +1,9 @@
-//! The `phx-server` command: `serve`, `token`.
+//! The `phx-server` command: `serve`, `serve --fixture`, `migrate`, `token`.
 
 use clap::{Parser, Subcommand};
 use phx_protocol::etf::Term;
-use phx_server::{fixture, http, Config, Endpoint};
+use phx_server::rumbl::{app, pages, store, user_socket};
+use phx_server::{http, Config, Endpoint};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -19,11 +20,22 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Listen on HOST:PORT (default 127.0.0.1:4000) until SIGTERM, then drain and exit 0.
+    ///
+    /// Normal mode serves the Rumbl app: /socket (UserSocket, videos:*), /login, /watch/:id,
+    /// /assets/* (ASSETS_DIR, default ./vendor-js/dist), over DATABASE_URL (default: SQLite
+    /// ./data/rumbl.sqlite3, created, migrated and seeded with demo data on first start).
     Serve {
-        /// Mount the conformance fixture (its own secret; host `localhost` for check_origin).
+        /// Mount the conformance fixture (its own secret; host `localhost` for check_origin;
+        /// videos:* in fixture mode on DATABASE_URL or a temp SQLite file of its own).
         #[arg(long)]
         fixture: bool,
+        /// Apply the migrations to a Postgres DATABASE_URL before serving (SQLite always
+        /// migrates itself).
+        #[arg(long)]
+        migrate: bool,
     },
+    /// Apply the migrations to DATABASE_URL's database and print what was done.
+    Migrate,
     /// Print a Phoenix.Token for a user id (salt "user socket"), signed with SECRET_KEY_BASE.
     Token {
         /// The user id.
@@ -59,12 +71,13 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Serve { fixture } => serve(config, fixture).await,
+            Command::Serve { fixture, migrate } => serve(config, fixture, migrate).await,
+            Command::Migrate => migrate(config).await,
             Command::Token { user_id } => {
                 let endpoint = Endpoint::builder(config).build();
                 println!(
                     "{}",
-                    endpoint.sign_token(fixture::USER_SALT, &Term::Int(user_id))
+                    endpoint.sign_token(user_socket::USER_SALT, &Term::Int(user_id))
                 );
                 Ok(())
             }
@@ -79,31 +92,47 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn serve(config: Config, with_fixture: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let config = if with_fixture {
-        fixture::configure(config)
-    } else {
-        config
-    };
-    if !config.secret_from_env {
+async fn migrate(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let mut opts = store::StoreOptions::new(config.pool_size);
+    opts.auto_migrate = store::AutoMigrate::Never;
+    let store = store::open_with(config.database_url.as_deref(), opts).await?;
+    let report = store.migrate().await;
+    store.close().await;
+    println!("{}", serde_json::to_string_pretty(&report?)?);
+    Ok(())
+}
+
+async fn serve(
+    config: Config,
+    with_fixture: bool,
+    migrate: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if !config.secret_from_env && !with_fixture {
         tracing::warn!(
             "SECRET_KEY_BASE is not set: using the built-in DEVELOPMENT secret. Tokens signed \
              with it are forgeable by anyone who reads this source. Set SECRET_KEY_BASE."
         );
     }
     let addr = format!("{}:{}", config.host, config.port);
-    let mut builder = Endpoint::builder(config);
-    if with_fixture {
-        builder = builder.socket("/socket", fixture::FixtureSocket, fixture::router());
-    }
-    let endpoint = builder.build();
-    let mut app = http::router(&endpoint);
-    if with_fixture {
-        app = app.merge(fixture::routes(&endpoint));
-    }
+    // The store first: a database that cannot be opened is a clear startup error, before
+    // the port is taken.
+    let store = app::open_store(&config, with_fixture, migrate)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let (endpoint, router) = if with_fixture {
+        let endpoint = app::fixture_endpoint(config, store.clone());
+        let router = app::fixture_router(&endpoint);
+        (endpoint, router)
+    } else {
+        let endpoint = app::endpoint(config, store.clone());
+        let router = app::router(&endpoint, store.clone(), pages::default_assets_dir());
+        (endpoint, router)
+    };
     let listener = TcpListener::bind(&addr).await?;
     tracing::info!("phx-server listening on http://{}", listener.local_addr()?);
-    http::serve(endpoint, listener, app, http::shutdown_signal()).await?;
+    let served = http::serve(endpoint, listener, router, http::shutdown_signal()).await;
+    store.close().await;
+    served?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,2 +1,21 @@
-//! The Rumbl application from the book, built on phx-server's public API only.
+//! The Rumbl application from *Programming Phoenix*'s channels chapter, built on phx-server's
+//! public API only (Endpoint, SocketHandler, Channel, Router, `http::router`), as an Elixir
+//! team would write it in `lib/rumbl_web/`:
+//!
+//! - [`user_socket`]: `Rumbl.UserSocket` — Phoenix.Token authentication, `users_socket:<id>`.
+//! - [`video_channel`]: `Rumbl.VideoChannel` — `videos:<id>`: annotations on join (with
+//!   `last_seen_id`), `new_annotation` persisted then broadcast.
+//! - [`annotation`]: the Annotation changeset (casting and validation of client params) and
+//!   the `annotation.json` / `user.json` views.
+//! - [`pages`]: the HTML side — `/login`, `/watch/:id` (mints `window.userToken`), `/assets/*`.
+//! - [`app`]: wiring for `phx-server serve`: the endpoint, socket and routes over a store.
+//! - [`store`]: the `AnnotationStore` (Postgres or SQLite), migrations and demo seed.
+pub mod annotation;
+pub mod app;
+pub mod pages;
 pub mod store;
+pub mod user_socket;
+pub mod video_channel;
+
+pub use user_socket::UserSocket;
+pub use video_channel::VideoChannel;

@@ -1,0 +1,109 @@
+//! Wiring for `phx-server serve`: which store, which socket, which routes. Kept out of
+//! `main.rs` so the integration tests build exactly the server the binary runs.
+//!
+//! ```elixir
+//! # endpoint.ex                         # user_socket.ex
+//! socket "/socket", Rumbl.UserSocket    channel "videos:*", Rumbl.VideoChannel
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::pages;
+use super::store::{self, AnnotationStore, AutoMigrate, StoreError, StoreOptions};
+use super::{UserSocket, VideoChannel};
+use crate::config::Config;
+use crate::endpoint::Endpoint;
+use crate::router::Router;
+use crate::{fixture, http};
+
+/// The database URL to use: `DATABASE_URL` when set; otherwise, in fixture mode, a file of its
+/// own under the system temp dir (keyed by port, so it survives a restart on the same port and
+/// never touches the demo database), and in normal mode the store's default
+/// (`./data/rumbl.sqlite3`).
+pub fn database_url(config: &Config, fixture_mode: bool) -> Option<String> {
+    if let Some(url) = &config.database_url {
+        return Some(url.clone());
+    }
+    fixture_mode.then(|| {
+        let file = std::env::temp_dir().join(format!("phx-server-fixture-{}.sqlite3", config.port));
+        format!("sqlite://{}", file.display())
+    })
+}
+
+/// Opens the store: SQLite migrates itself; Postgres only with `migrate` (`serve --migrate`).
+/// In normal mode an empty database gets the demo users, videos and annotations.
+pub async fn open_store(
+    config: &Config,
+    fixture_mode: bool,
+    migrate: bool,
+) -> Result<Arc<dyn AnnotationStore>, StoreError> {
+    let url = database_url(config, fixture_mode);
+    let mut opts = StoreOptions::new(config.pool_size);
+    if migrate {
+        opts.auto_migrate = AutoMigrate::Always;
+    }
+    let store = store::open_with(url.as_deref(), opts).await?;
+    tracing::info!(
+        backend = ?store.backend(),
+        url = %url.as_deref().map(store::redact).unwrap_or_else(|| store::DEFAULT_SQLITE_PATH.into()),
+        "store opened"
+    );
+    if !fixture_mode {
+        let report = store.seed_demo_if_empty().await?;
+        if report.seeded {
+            tracing::info!(
+                users = report.users,
+                videos = report.videos,
+                annotations = report.annotations,
+                "empty database: inserted the demo data (log in as jose, chris or bruce)"
+            );
+        }
+    }
+    Ok(store)
+}
+
+/// `socket "/socket", Rumbl.UserSocket` with `channel "videos:*", Rumbl.VideoChannel`.
+pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
+    Endpoint::builder(config)
+        .socket(
+            "/socket",
+            UserSocket,
+            Router::new().channel("videos:*", VideoChannel::factory(store, false)),
+        )
+        .build()
+}
+
+/// The conformance fixture's endpoint (its secret and check_origin host), whose socket also
+/// routes `videos:*` to the VideoChannel in fixture mode.
+pub fn fixture_endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
+    Endpoint::builder(fixture::configure(config))
+        .socket(
+            "/socket",
+            fixture::FixtureSocket,
+            fixture::router_with_videos(store),
+        )
+        .build()
+}
+
+/// Every HTTP route of the normal server: the socket transports, `/healthz`, `/metrics`, and
+/// the pages.
+pub fn router(
+    endpoint: &Endpoint,
+    store: Arc<dyn AnnotationStore>,
+    assets_dir: PathBuf,
+) -> axum::Router {
+    if !assets_dir.join("app.js").is_file() {
+        tracing::warn!(
+            "no app.js in {}: the watch page will have no JavaScript until vendor-js/build.sh \
+             is run (or ASSETS_DIR points at a built bundle)",
+            assets_dir.display()
+        );
+    }
+    http::router(endpoint).merge(pages::routes(endpoint.clone(), store, assets_dir))
+}
+
+/// The fixture server's routes: transports, `/healthz`, `/metrics`, `/fixture/*`.
+pub fn fixture_router(endpoint: &Endpoint) -> axum::Router {
+    http::router(endpoint).merge(fixture::routes(endpoint))
+}

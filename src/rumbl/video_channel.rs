@@ -1,0 +1,256 @@
+//! `Rumbl.VideoChannel`: the channels chapter's final version.
+//!
+//! ```elixir
+//! def join("videos:" <> video_id, params, socket) do
+//!   last_seen_id = params["last_seen_id"] || 0
+//!   video_id = String.to_integer(video_id)
+//!   video = Repo.get!(Rumbl.Video, video_id)
+//!   annotations = Repo.all(
+//!     from a in assoc(video, :annotations),
+//!     where: a.id > ^last_seen_id, order_by: [asc: a.at, asc: a.id],
+//!     limit: 200, preload: [:user])
+//!   {:ok, %{annotations: render_many(annotations, AnnotationView, "annotation.json")},
+//!    assign(socket, :video_id, video_id)}
+//! end
+//!
+//! def handle_in("new_annotation", params, socket) do
+//!   user = Repo.get(Rumbl.User, socket.assigns.user_id)
+//!   changeset = user |> build_assoc(:annotations, video_id: socket.assigns.video_id)
+//!                    |> Rumbl.Annotation.changeset(params)
+//!   case Repo.insert(changeset) do
+//!     {:ok, annotation} ->
+//!       broadcast! socket, "new_annotation", %{id: annotation.id, user: ..., body: ..., at: ...}
+//!       {:reply, :ok, socket}
+//!     {:error, changeset} -> {:reply, {:error, %{errors: changeset}}, socket}
+//!   end
+//! end
+//! ```
+//!
+//! Where the book raises (`String.to_integer`, `Repo.get!`, a database error), this channel
+//! answers instead, so a bad topic or a database outage costs the client one error reply and
+//! never the channel or the socket:
+//!
+//! | situation | reply |
+//! |---|---|
+//! | `videos:abc` (id not an integer) | join error `{"reason":"invalid video"}` |
+//! | unknown video (normal mode) | join error `{"reason":"video not found"}` |
+//! | `last_seen_id` neither an integer, a string holding one, nor null | join error `{"reason":"invalid last_seen_id"}` |
+//! | post from an anonymous socket | error `{"reason":"unauthenticated"}` |
+//! | invalid body/at | error `{"errors":{"field":["message"]}}` (see [`annotation`](super::annotation)) |
+//! | database down, slow (> [`DB_TIMEOUT`]) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
+//!
+//! Every channel runs in its own task, so a slow query here delays only this channel's
+//! messages; other channels (and other sockets) carry on. (A *join* is answered before the
+//! socket reads its next frame, as in Phoenix, where join runs in the socket process — hence
+//! the [`DB_TIMEOUT`] bound on every store call.)
+//!
+//! Fixture mode (`serve --fixture`, see CONFORMANCE_FIXTURE.md): any integer video id can be
+//! joined and any authenticated user can post; the missing video/user rows are created first
+//! (`ensure_video` / `ensure_user`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phx_protocol::Payload;
+use serde_json::{json, Value};
+
+use super::annotation::{self, changeset, errors_payload};
+use super::store::{AnnotationStore, StoreError};
+use crate::channel::{
+    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, JoinReply, Reply,
+    UnmatchedEvent,
+};
+
+/// The book's `limit: 200` on the annotations sent at join.
+pub const JOIN_LIMIT: i64 = 200;
+
+/// Upper bound on one store call. The store's own pool and connect timeouts are shorter; this
+/// catches a database that accepts connections but never answers, so the client hears back
+/// well within phoenix.js's 10 s push timeout.
+pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `videos:*` channel. One value per join, holding the shared store.
+pub struct VideoChannel {
+    /// Where annotations live (shared by every channel of every socket).
+    store: Arc<dyn AnnotationStore>,
+    /// Fixture mode: create missing videos and users instead of refusing them.
+    fixture_mode: bool,
+    /// `socket.assigns.video_id`, set by a successful join.
+    video_id: i64,
+}
+
+impl VideoChannel {
+    /// A channel value for one join.
+    pub fn new(store: Arc<dyn AnnotationStore>, fixture_mode: bool) -> Self {
+        VideoChannel {
+            store,
+            fixture_mode,
+            video_id: 0,
+        }
+    }
+
+    /// The router factory: `channel "videos:*", VideoChannel` over `store`.
+    pub fn factory(
+        store: Arc<dyn AnnotationStore>,
+        fixture_mode: bool,
+    ) -> impl Fn() -> VideoChannel + Send + Sync + 'static {
+        move || VideoChannel::new(store.clone(), fixture_mode)
+    }
+}
+
+/// Runs a store call with [`DB_TIMEOUT`].
+async fn db<T>(fut: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(DB_TIMEOUT, fut).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer within {DB_TIMEOUT:?}"
+        ))),
+    }
+}
+
+/// What the client is told about a store error; the details go to the log only.
+fn store_error_reason(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::Unavailable(_) => "database unavailable",
+        StoreError::NotFound(what) if what.starts_with("video") => "video not found",
+        StoreError::NotFound(what) if what.starts_with("user") => "user not found",
+        StoreError::NotFound(_) => "not found",
+        StoreError::Invalid(_) | StoreError::Constraint(_) => "invalid annotation",
+        StoreError::Schema(_) | StoreError::Other(_) => "database error",
+    }
+}
+
+fn reason(r: &str) -> Payload {
+    Payload::Json(json!({ "reason": r }))
+}
+
+/// `params["last_seen_id"] || 0`, accepting what phoenix.js sends (an integer) and what an
+/// Ecto query would cast (a string holding an integer). `None` for anything else.
+fn last_seen_id(payload: &Payload) -> Option<i64> {
+    let Payload::Json(Value::Object(params)) = payload else {
+        // `{}` is the usual join payload; a binary or non-object one carries no params.
+        return Some(0);
+    };
+    match params.get("last_seen_id") {
+        None | Some(Value::Null) => Some(0),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        Some(_) => None,
+    }
+}
+
+#[async_trait]
+impl Channel for VideoChannel {
+    async fn join(
+        &mut self,
+        topic: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<JoinReply, ChannelError> {
+        let Some(video_id) = topic
+            .strip_prefix("videos:")
+            .and_then(|id| id.parse::<i64>().ok())
+        else {
+            return Ok(JoinReply::error_reason("invalid video"));
+        };
+        let Some(last_seen_id) = last_seen_id(&payload) else {
+            return Ok(JoinReply::error_reason("invalid last_seen_id"));
+        };
+        let found = if self.fixture_mode {
+            db(self.store.ensure_video(video_id)).await.map(|()| true)
+        } else {
+            db(self.store.video(video_id)).await.map(|v| v.is_some())
+        };
+        match found {
+            Ok(true) => {}
+            Ok(false) => return Ok(JoinReply::error_reason("video not found")),
+            Err(e) => {
+                tracing::error!(%topic, "join failed: {e}");
+                return Ok(JoinReply::Error(reason(store_error_reason(&e))));
+            }
+        }
+        let annotations = match db(self.store.annotations(video_id, last_seen_id, JOIN_LIMIT)).await
+        {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::error!(%topic, "join failed: {e}");
+                return Ok(JoinReply::Error(reason(store_error_reason(&e))));
+            }
+        };
+        self.video_id = video_id;
+        socket.assign("video_id", video_id);
+        let rendered: Vec<Value> = annotations.iter().map(annotation::render).collect();
+        Ok(JoinReply::Ok(Payload::Json(
+            json!({ "annotations": rendered }),
+        )))
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        if event != "new_annotation" {
+            // The book has no other clause: an unknown event crashes the channel, as a
+            // FunctionClauseError does in Elixir (the client gets phx_error and rejoins).
+            return Err(Box::new(UnmatchedEvent(event.to_string())));
+        }
+        let Some(user_id) = socket.get_assign("user_id").and_then(Value::as_i64) else {
+            return Ok(HandleResult::Reply(Reply::Error(reason("unauthenticated"))));
+        };
+        let new = match changeset(&payload) {
+            Ok(new) => new,
+            Err(errors) => {
+                return Ok(HandleResult::Reply(Reply::Error(Payload::Json(
+                    errors_payload(&errors),
+                ))))
+            }
+        };
+        if self.fixture_mode {
+            if let Err(e) = db(self.store.ensure_user(user_id)).await {
+                tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
+                return Ok(HandleResult::Reply(Reply::Error(reason(
+                    store_error_reason(&e),
+                ))));
+            }
+        }
+        let inserted = db(self
+            .store
+            .insert_annotation(self.video_id, user_id, &new.body, new.at))
+        .await;
+        match inserted {
+            Ok(ann) => {
+                // Only after the row is committed, and only the rendered fields: never the
+                // client's payload, which may carry anything (the book's security note).
+                socket.broadcast("new_annotation", annotation::render(&ann))?;
+                Ok(HandleResult::Reply(Reply::ok()))
+            }
+            Err(e) => {
+                tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
+                Ok(HandleResult::Reply(Reply::Error(reason(
+                    store_error_reason(&e),
+                ))))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_seen_id_params() {
+        let p = |v: Value| last_seen_id(&Payload::Json(v));
+        assert_eq!(p(json!({})), Some(0));
+        assert_eq!(p(json!({"last_seen_id": null})), Some(0));
+        assert_eq!(p(json!({"last_seen_id": 7})), Some(7));
+        assert_eq!(p(json!({"last_seen_id": "7"})), Some(7));
+        assert_eq!(p(json!({"last_seen_id": "x"})), None);
+        assert_eq!(p(json!({"last_seen_id": 1.5})), None);
+        assert_eq!(p(json!({"last_seen_id": [1]})), None);
+        assert_eq!(p(json!({"last_seen_id": u64::MAX})), None);
+    }
+}
