@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use axum::body::Body;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, RawQuery};
@@ -13,10 +14,11 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::endpoint::Endpoint;
+use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
 
-/// The endpoint's routes: `<mount>/websocket` for every mounted socket, plus `/healthz` and
-/// `/metrics`. Applications merge their own routes into it.
+/// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket,
+/// plus `/healthz` and `/metrics`. Applications merge their own routes into it.
 pub fn router(endpoint: &Endpoint) -> Router {
     let mut app = Router::new();
     for mount in endpoint.mounts() {
@@ -31,6 +33,19 @@ pub fn router(endpoint: &Endpoint) -> Router {
                       ConnectInfo(peer): ConnectInfo<SocketAddr>,
                       upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
                     websocket::handle(ep, m, method, query, headers, Some(peer), upgrade)
+                },
+            ),
+        );
+        let lp = LongPoll::new(endpoint.clone(), mount.clone());
+        app = app.route(
+            &format!("{}/longpoll", mount.path),
+            any(
+                move |method: Method,
+                      RawQuery(query): RawQuery,
+                      headers: HeaderMap,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      body: Body| {
+                    lp.clone().handle(method, query, headers, Some(peer), body)
                 },
             ),
         );

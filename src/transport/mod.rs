@@ -2,6 +2,7 @@
 //! rules (check_origin, vsn, the authToken subprotocol) live here so WebSocket and LongPoll
 //! apply them identically.
 
+pub mod longpoll;
 pub mod origin;
 pub mod websocket;
 
