@@ -296,8 +296,10 @@ async fn broadcast_fastlane_intercept_and_broadcast_from() {
 
 #[tokio::test]
 async fn channel_cap_and_malformed_frames() {
-    let mut cfg = Config::default();
-    cfg.max_channels = 3;
+    let cfg = Config {
+        max_channels: 3,
+        ..Config::default()
+    };
     let s = start(cfg, routes).await;
     let mut ws = s.v2().await;
     for i in 1..=3 {
@@ -324,8 +326,10 @@ async fn channel_cap_and_malformed_frames() {
 
 #[tokio::test]
 async fn oversize_frame_closes_with_1009() {
-    let mut cfg = Config::default();
-    cfg.max_frame_size = 1024;
+    let cfg = Config {
+        max_frame_size: 1024,
+        ..Config::default()
+    };
     let s = start(cfg, routes).await;
     let mut ws = s.v2().await;
     let big = format!(
@@ -479,8 +483,10 @@ async fn the_seed_ping_example_pushes_every_5s() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_is_closed_and_counted_without_slowing_others() {
-    let mut cfg = Config::default();
-    cfg.outbox_capacity = 16;
+    let cfg = Config {
+        outbox_capacity: 16,
+        ..Config::default()
+    };
     let s = start(cfg, routes).await;
     let mut slow = s.v2().await;
     let mut fast = s.v2().await;
