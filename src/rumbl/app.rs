@@ -52,12 +52,7 @@ pub async fn open_store(
     if !fixture_mode {
         let report = store.seed_demo_if_empty().await?;
         if report.seeded {
-            tracing::info!(
-                users = report.users,
-                videos = report.videos,
-                annotations = report.annotations,
-                "empty database: inserted the demo data (log in as jose, chris or bruce)"
-            );
+            tracing::info!("demo data inserted: log in at /login as jose, chris or bruce");
         }
     }
     Ok(store)

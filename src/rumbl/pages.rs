@@ -148,6 +148,19 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
+/// The templates open with a `<!-- Template for ... -->` comment documenting their
+/// placeholders; it is dropped before rendering so no value (a token!) lands in a comment.
+fn strip_template_doc(template: &str) -> String {
+    if let Some(start) = template.find("<!-- Template for") {
+        if let Some(len) = template[start..].find("-->") {
+            let end = start + len + 3;
+            let end = end + template[end..].len() - template[end..].trim_start().len();
+            return format!("{}{}", &template[..start], &template[end..]);
+        }
+    }
+    template.to_string()
+}
+
 /// Replaces `{{name}}` with `vars[name]` in one pass; values are inserted as given (callers
 /// escape them), unknown placeholders are left as they are.
 pub fn render(template: &str, vars: &[(&str, &str)]) -> String {
@@ -313,7 +326,10 @@ fn render_login(users: &[User], next: Option<&str>) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n          ");
-    let html = render(LOGIN_TEMPLATE, &[("user_options", &options)]);
+    let html = render(
+        &strip_template_doc(LOGIN_TEMPLATE),
+        &[("user_options", &options)],
+    );
     match next {
         // Carry `next` through the form post (the template's action has no query).
         Some(n) => html.replace(
@@ -367,7 +383,7 @@ async fn login(
 fn render_watch(video: &Video, user: &User, user_token: &str) -> String {
     let video_id = video.id.to_string();
     render(
-        WATCH_TEMPLATE,
+        &strip_template_doc(WATCH_TEMPLATE),
         &[
             ("video_id", &escape_html(&video_id)),
             ("player_id", &escape_html(&player_id(&video.url))),
@@ -521,6 +537,8 @@ mod tests {
         };
         let html = render_watch(&video, &user, "SFMyNTY.abc.def");
         assert!(!html.contains("{{"), "{html}");
+        assert!(!html.contains("<!-- Template"), "{html}");
+        assert_eq!(html.matches("SFMyNTY.abc.def").count(), 1, "{html}");
         assert!(html.contains("window.userToken = \"SFMyNTY.abc.def\""));
         assert!(html.contains("data-id=\"2\""));
         assert!(html.contains("&lt;b&gt;Elixir&lt;/b&gt;"));
