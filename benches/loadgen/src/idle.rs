@@ -286,6 +286,18 @@ pub async fn run(cli: &Cli, target: &Target, a: IdleArgs) -> Result<(), BoxError
     let loadgen_cpu_s = crate::procstat::cpu("self")
         .map(|c| c.own_s + c.children_s)
         .unwrap_or(0.0);
+    let join_phase = {
+        let mut j = d_join.json();
+        // Shard processes' CPU is not in this process's counters until they are reaped.
+        let lg = d_join.self_cpu_s + children_join_cpu;
+        j["loadgen_cpu_s"] = round3(lg).into();
+        j["loadgen_cpu_pct"] = round3(lg / d_join.secs * 100.0).into();
+        if let Some(h) = d_join.host_busy_core_pct {
+            let other = h - d_join.server_pct().unwrap_or(0.0) - lg / d_join.secs * 100.0;
+            j["other_busy_core_pct"] = round3(other.max(0.0)).into();
+        }
+        j
+    };
     report::emit(&serde_json::json!({
         "result": "idle",
         "label": cli.label,
@@ -309,7 +321,7 @@ pub async fn run(cli: &Cli, target: &Target, a: IdleArgs) -> Result<(), BoxError
         "heartbeats_sent": heartbeats,
         "server_cpu_hold_pct": heartbeat_cpu_pct,
         "dropped_during_hold": dropped,
-        "join_phase": d_join.json(),
+        "join_phase": join_phase,
         "hold_phase": d_hold.json(),
         "loadgen_cpu_total_s": round3(loadgen_cpu_s),
         "loadgen_cpu_join_s": round3(d_join.self_cpu_s + children_join_cpu),

@@ -36,8 +36,10 @@ pub struct Cli {
     /// Pid of the server process: sample its VmRSS and CPU (utime + stime) at phase boundaries.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
-    /// Connects + joins in flight at once.
-    #[arg(long, global = true, default_value_t = 256)]
+    /// Connects + joins in flight at once. Keep it under the server's listen backlog (128 for a
+    /// tokio listener bound with `TcpListener::bind`): an overflowing accept queue drops SYNs and
+    /// costs the client a 1 s retransmit, which measures the backlog, not the server.
+    #[arg(long, global = true, default_value_t = 100)]
     pub concurrency: usize,
     /// Tokio worker threads (default: number of cores).
     #[arg(long, global = true)]
