@@ -258,7 +258,18 @@ impl LongPoll {
         let this = self.clone();
         tokio::spawn(async move {
             let ended = server::run(session, conn, handle, limits).await;
-            tracing::debug!(?ended, "LongPoll session stopped");
+            match ended {
+                server::Ended::Overflow => {
+                    this.endpoint.metrics().overflow_closes.inc();
+                    tracing::warn!(
+                        max = limits.max_buffered,
+                        "closing LongPoll session: its client did not poll its frames \
+                         (LP_MAX_BUFFERED)"
+                    );
+                }
+                server::Ended::Malformed => this.endpoint.metrics().bad_frames.inc(),
+                _ => tracing::debug!(?ended, "LongPoll session stopped"),
+            }
             this.sessions.remove(&id);
             this.endpoint.unregister(conn_id);
         });
