@@ -79,11 +79,9 @@ fn decode(c: &mut Criterion) {
         ),
     ] {
         let f = ser.encode_client(&msg).unwrap();
-        g.throughput(Throughput::Bytes(
-            match &f {
-                Frame::Text(b) | Frame::Binary(b) => b.len(),
-            } as u64,
-        ));
+        g.throughput(Throughput::Bytes(match &f {
+            Frame::Text(b) | Frame::Binary(b) => b.len(),
+        } as u64));
         g.bench_function(name, |b| b.iter(|| ser.decode(black_box(frame_ref(&f)))));
     }
     g.finish();

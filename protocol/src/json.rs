@@ -97,31 +97,59 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
 
 /// Appends `s` as a quoted, Jason-escaped JSON string.
 ///
-/// Unescaped runs are copied with one `extend_from_slice` each, so the common case (no escapes)
-/// is a single scan and a single copy.
+/// Most strings need no escaping at all, so the scan tests eight bytes at a time (a word-at-a-time
+/// check for "any byte < 0x20, `"` or backslash") and only looks at single bytes in words that contain
+/// one. Unescaped runs are copied with one `extend_from_slice` each.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc = ESCAPE[b as usize];
-        if esc == 0 {
-            continue;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes[i..].first_chunk::<8>() {
+            if !word_needs_escape(u64::from_le_bytes(*word)) {
+                i += 8;
+                continue;
+            }
         }
-        out.extend_from_slice(&bytes[start..i]);
-        if esc == b'u' {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0x0F) as usize]);
-        } else {
-            out.push(b'\\');
-            out.push(esc);
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let b = bytes[i];
+            let esc = ESCAPE[b as usize];
+            if esc != 0 {
+                out.extend_from_slice(&bytes[start..i]);
+                if esc == b'u' {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0x0F) as usize]);
+                } else {
+                    out.push(b'\\');
+                    out.push(esc);
+                }
+                start = i + 1;
+            }
+            i += 1;
         }
-        start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether any byte of `x` is a control character, `"` or a backslash. Uses the classic exact tests
+/// "has a byte less than n" (valid for n ≤ 128) and "has a zero byte" (after XOR with the
+/// character); false negatives are impossible, and the scalar loop sorts out the rest.
+#[inline]
+fn word_needs_escape(x: u64) -> bool {
+    let ctrl = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+    let q = x ^ (ONES * u64::from(b'"'));
+    let quote = q.wrapping_sub(ONES) & !q & HIGHS;
+    let b = x ^ (ONES * u64::from(b'\\'));
+    let backslash = b.wrapping_sub(ONES) & !b & HIGHS;
+    (ctrl | quote | backslash) != 0
 }
 
 fn write_number(out: &mut Vec<u8>, n: &Number) {

@@ -121,3 +121,48 @@ fn scalars_and_empty_containers() {
         r#"[null,true,false,[],{},""]"#
     );
 }
+
+/// A byte-at-a-time reference for the escaping rules, to check the word-at-a-time scanner with
+/// every special character at every offset around the 8-byte boundaries.
+fn reference_escape(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[test]
+fn word_scanner_matches_reference_at_every_offset() {
+    let specials = [
+        '"', '\\', '\u{0}', '\u{1f}', '\n', '\u{7f}', 'é', '\u{2028}', ' ', '~',
+    ];
+    for len in 0..40 {
+        for pos in 0..len.max(1) {
+            for &c in &specials {
+                let mut s: String = "abcdefghijklmnopqrstuvwxyz0123456789ABCD"[..len].to_owned();
+                if len > 0 {
+                    s.replace_range(pos..pos + 1, &c.to_string());
+                }
+                let mut out = Vec::new();
+                json::write_str(&mut out, &s);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    reference_escape(&s),
+                    "{s:?}"
+                );
+            }
+        }
+    }
+}
