@@ -116,9 +116,20 @@ async fn serve(
     let addr = format!("{}:{}", config.host, config.port);
     // The store first: a database that cannot be opened is a clear startup error, before
     // the port is taken.
+    let is_postgres = matches!(
+        store::DatabaseUrl::parse(config.database_url.as_deref()),
+        Ok(store::DatabaseUrl::Postgres(_))
+    );
     let store = app::open_store(&config, with_fixture, migrate)
         .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+        .map_err(|e| {
+            let hint = if is_postgres && !migrate && !with_fixture {
+                " (a new Postgres database needs `phx-server migrate` or `serve --migrate` first)"
+            } else {
+                ""
+            };
+            format!("cannot open the database: {e}{hint}")
+        })?;
     let (endpoint, router) = if with_fixture {
         let endpoint = app::fixture_endpoint(config, store.clone());
         let router = app::fixture_router(&endpoint);

@@ -31,8 +31,10 @@ pub fn database_url(config: &Config, fixture_mode: bool) -> Option<String> {
     })
 }
 
-/// Opens the store: SQLite migrates itself; Postgres only with `migrate` (`serve --migrate`).
-/// In normal mode an empty database gets the demo users, videos and annotations.
+/// Opens the store: SQLite migrates itself; Postgres only with `migrate` (`serve --migrate`)
+/// — or in fixture mode, which is a test harness that must work on whatever database it is
+/// pointed at (the migrations only create what is missing). In normal mode an empty database
+/// gets the demo users, videos and annotations.
 pub async fn open_store(
     config: &Config,
     fixture_mode: bool,
@@ -40,7 +42,7 @@ pub async fn open_store(
 ) -> Result<Arc<dyn AnnotationStore>, StoreError> {
     let url = database_url(config, fixture_mode);
     let mut opts = StoreOptions::new(config.pool_size);
-    if migrate {
+    if migrate || fixture_mode {
         opts.auto_migrate = AutoMigrate::Always;
     }
     let store = store::open_with(url.as_deref(), opts).await?;
