@@ -36,7 +36,7 @@
 //! | unknown video (normal mode) | join error `{"reason":"video not found"}` |
 //! | `last_seen_id` neither an integer, a string holding one, nor null | join error `{"reason":"invalid last_seen_id"}` |
 //! | post from an anonymous socket | error `{"reason":"unauthenticated"}` |
-//! | invalid body/at | error `{"errors":{"field":["message"]}}` (see [`annotation`](super::annotation)) |
+//! | invalid body/at | error `{"errors":{"field":["message"]}}` (see [`super::annotation`]) |
 //! | database down, slow (> [`DB_TIMEOUT`]) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
 //!
 //! Every channel runs in its own task, so a slow query here delays only this channel's
