@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(msg) = Serializer::V2.decode(FrameRef::Text(text)) {
-        let frame = Serializer::V2.encode_push(&msg).expect("JSON payloads always encode");
+        let frame = Serializer::V2
+            .encode_push(&msg)
+            .expect("JSON payloads always encode");
         let Frame::Text(bytes) = frame else {
             panic!("a JSON payload must give a text frame");
         };
