@@ -10,7 +10,7 @@
 //!   runs one task per joined channel.
 //! - [`router`]: topic patterns → channels.
 //! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic.
-//! - [`transport`]: WebSocket (and its handshake rules).
+//! - [`transport`]: WebSocket and LongPoll, sharing the handshake rules.
 //! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
 //! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
