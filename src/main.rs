@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use phx_protocol::etf::Term;
-use phx_server::rumbl::{app, pages, store, user_socket};
+use phx_server::rumbl::{app, assets, store, user_socket};
 use phx_server::{http, Config, Endpoint};
 use tokio::net::TcpListener;
 
@@ -136,7 +136,7 @@ async fn serve(
         (endpoint, router)
     } else {
         let endpoint = app::endpoint(config, store.clone());
-        let router = app::router(&endpoint, store.clone(), pages::default_assets_dir());
+        let router = app::router(&endpoint, store.clone(), assets::default_assets_dir());
         (endpoint, router)
     };
     let listener = TcpListener::bind(&addr).await?;

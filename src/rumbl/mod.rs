@@ -7,11 +7,13 @@
 //!   `last_seen_id`), `new_annotation` persisted then broadcast.
 //! - [`annotation`]: the Annotation changeset (casting and validation of client params) and
 //!   the `annotation.json` / `user.json` views.
-//! - [`pages`]: the HTML side — `/login`, `/watch/:id` (mints `window.userToken`), `/assets/*`.
+//! - [`pages`]: the HTML side — `/`, `/login`, `/watch/:id` (mints `window.userToken`);
+//!   [`assets`]: `/assets/*`, the built JS/CSS bundle.
 //! - [`app`]: wiring for `phx-server serve`: the endpoint, socket and routes over a store.
 //! - [`store`]: the `AnnotationStore` (Postgres or SQLite), migrations and demo seed.
 pub mod annotation;
 pub mod app;
+pub mod assets;
 pub mod pages;
 pub mod store;
 pub mod user_socket;

@@ -7,7 +7,7 @@
 //! | `GET /login` | `login.html.example` with one `<option>` per user |
 //! | `POST /login` | `username=...` → session cookie, 303 to `next` (a local path) or `/watch/2-elixir` |
 //! | `GET /watch/:id` | `watch.html.example` for `2-elixir` (video 2); 404 for unknown videos; 303 to `/login?next=...` when not logged in |
-//! | `GET /assets/*` | files of `vendor-js/dist` (`ASSETS_DIR`) |
+//! | `GET /assets/*` | files of `vendor-js/dist` (`ASSETS_DIR`), see [`super::assets`] |
 //!
 //! The session is the book's `put_session(conn, :user_id, id)` reduced to what this app needs:
 //! a cookie holding a `Phoenix.Token` of the user id with salt `"session"`, signed with the
@@ -19,18 +19,19 @@
 //! value that contains `{{...}}` is never expanded.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use phx_protocol::etf::Term;
 use phx_protocol::token::MaxAge;
 
+use super::assets;
 use super::store::{parse_video_param, AnnotationStore, StoreError, User, Video};
 use super::user_socket::USER_SALT;
 use crate::endpoint::Endpoint;
@@ -55,8 +56,6 @@ pub struct Pages {
     endpoint: Endpoint,
     /// Users and videos.
     store: Arc<dyn AnnotationStore>,
-    /// The built bundle (`vendor-js/dist`).
-    assets_dir: PathBuf,
 }
 
 /// The pages' routes, to merge into the endpoint's router.
@@ -65,34 +64,13 @@ pub fn routes(
     store: Arc<dyn AnnotationStore>,
     assets_dir: PathBuf,
 ) -> axum::Router {
-    let state = Arc::new(Pages {
-        endpoint,
-        store,
-        assets_dir,
-    });
+    let state = Arc::new(Pages { endpoint, store });
     axum::Router::new()
         .route("/", get(index))
         .route("/login", get(login_form).post(login))
         .route("/watch/{id}", get(watch))
-        .route("/assets/{*path}", get(asset))
         .with_state(state)
-}
-
-/// `ASSETS_DIR`, else `./vendor-js/dist` (the server is normally started from the repository
-/// root), else the checkout this binary was built from — so `cargo run` works from anywhere.
-pub fn default_assets_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ASSETS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let local = PathBuf::from("vendor-js/dist");
-    if local.is_dir() {
-        return local;
-    }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("vendor-js/dist");
-    if built.is_dir() {
-        return built;
-    }
-    local
+        .merge(assets::routes(assets_dir))
 }
 
 /// Errors of the page handlers, turned into responses in one place.
@@ -413,65 +391,6 @@ async fn watch(
     Ok(resp)
 }
 
-fn content_type(path: &str) -> &'static str {
-    match path.rsplit('.').next().unwrap_or_default() {
-        "js" | "mjs" => "text/javascript; charset=utf-8",
-        "css" => "text/css; charset=utf-8",
-        "map" | "json" => "application/json",
-        "html" => "text/html; charset=utf-8",
-        "svg" => "image/svg+xml",
-        "png" => "image/png",
-        "ico" => "image/x-icon",
-        "woff2" => "font/woff2",
-        _ => "application/octet-stream",
-    }
-}
-
-/// A relative asset path made only of plain segments (no `..`, no hidden files, no odd
-/// characters), so a request can never leave the assets directory.
-fn clean_asset_path(path: &str) -> Option<&str> {
-    let ok = !path.is_empty()
-        && path.split('/').all(|seg| {
-            !seg.is_empty()
-                && !seg.starts_with('.')
-                && seg
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        });
-    ok.then_some(path)
-}
-
-async fn asset(State(pages): State<Arc<Pages>>, UrlPath(path): UrlPath<String>) -> Response {
-    let Some(rel) = clean_asset_path(&path) else {
-        return (StatusCode::NOT_FOUND, "not found").into_response();
-    };
-    let file = pages.assets_dir.join(rel);
-    match tokio::fs::read(&file).await {
-        Ok(bytes) => (
-            [
-                (CONTENT_TYPE, content_type(rel)),
-                (CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => {
-            tracing::warn!(
-                "asset {} not found ({e}); build it with vendor-js/build.sh or set ASSETS_DIR",
-                file.display()
-            );
-            (
-                StatusCode::NOT_FOUND,
-                format!(
-                    "asset not found: /assets/{rel} (looked in {}; run vendor-js/build.sh or set ASSETS_DIR)",
-                    pages.assets_dir.display()
-                ),
-            )
-                .into_response()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,16 +426,6 @@ mod tests {
         assert_eq!(safe_next(Some("https://evil.example")), DEFAULT_NEXT);
         assert_eq!(safe_next(Some("/\\evil.example")), DEFAULT_NEXT);
         assert_eq!(safe_next(None), DEFAULT_NEXT);
-    }
-
-    #[test]
-    fn asset_paths() {
-        assert_eq!(clean_asset_path("app.js"), Some("app.js"));
-        assert_eq!(clean_asset_path("img/logo.png"), Some("img/logo.png"));
-        assert_eq!(clean_asset_path("../Cargo.toml"), None);
-        assert_eq!(clean_asset_path("a//b"), None);
-        assert_eq!(clean_asset_path(".env"), None);
-        assert_eq!(clean_asset_path(""), None);
     }
 
     #[test]
