@@ -5,7 +5,10 @@
 #   2. Rust: fmt check, clippy -D warnings, build, unit + integration tests (real Postgres)
 #   3. JS assets: npm test + esbuild bundle       vendor-js/
 #   4. Black-box conformance suite against `phx-server serve --fixture`, driven by the
-#      unmodified phoenix npm client and raw frames   compat-tests/run.sh
+#      unmodified phoenix npm client and raw frames (WebSocket, LongPoll, Rumbl videos:*)
+#                                                    compat-tests/run.sh
+#   5. The Rumbl watch page in headless Chromium (Debian's chromium, installed if missing)
+#                                                    compat-tests/browser/run.sh
 #
 # Stops at the first failing stage and exits non-zero.
 set -euo pipefail
@@ -34,6 +37,11 @@ stage "vendor-js: unit tests + bundle"
 (cd vendor-js && bash build.sh && npm test)
 
 stage "compat-tests: conformance suite (phoenix npm client + raw frames)"
-PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/run.sh
+# The fixture's videos:* store: a temp SQLite file (the Rust tests cover Postgres on throwaway
+# databases; this keeps the admin database clean).
+env -u DATABASE_URL PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/run.sh
+
+stage "browser: watch page in headless Chromium (playwright-core)"
+env -u DATABASE_URL PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/browser/run.sh
 
 stage "all test stages passed"
