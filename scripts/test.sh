@@ -39,9 +39,9 @@ stage "vendor-js: unit tests + bundle"
 stage "compat-tests: conformance suite (phoenix npm client + raw frames)"
 # The fixture's videos:* store: a temp SQLite file (the Rust tests cover Postgres on throwaway
 # databases; this keeps the admin database clean).
-env -u DATABASE_URL PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/run.sh
+env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/run.sh
 
 stage "browser: watch page in headless Chromium (playwright-core)"
-env -u DATABASE_URL PHX_SERVER_BIN="$ROOT/target/debug/phx-server" bash compat-tests/browser/run.sh
+env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/browser/run.sh
 
 stage "all test stages passed"
