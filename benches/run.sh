@@ -8,7 +8,7 @@
 #   PHASES="echo-1k fanout-1k" benches/run.sh
 #   PROFILE=1 benches/run.sh       # also perf-record the server per phase (top symbols)
 #
-# Env: HOLD_SECS, ECHO_SECS, IDLE_MAX (default 19900), RUNS, PHASES, CARGO_TARGET_DIR.
+# Env: SKIP_BUILD=1, HOLD_SECS, ECHO_SECS, IDLE_MAX (default 19900), RUNS, PHASES, CARGO_TARGET_DIR.
 # Only 127.0.0.1 is used; every step is bounded; everything started here is stopped on exit.
 set -euo pipefail
 
@@ -123,8 +123,13 @@ run_phase() { # name run#
   SERVER_PID=""
 }
 
-log "building release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release -p phx-server -p loadgen 2>&1 | tail -2 | tee -a "$LOG" >&2
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  log "building release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  cargo build --release -p phx-server -p loadgen 2>&1 | tail -2 | tee -a "$LOG" >&2
+fi
+REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+DIRTY="$(git status --porcelain -- src protocol Cargo.toml 2>/dev/null | wc -l)"
+log "server source: commit $REV, $DIRTY uncommitted path(s) under src/ protocol/ (work tree shared with other engineers)"
 
 log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), QUICK=$QUICK HOLD_SECS=$HOLD_SECS ECHO_SECS=$ECHO_SECS RUNS=$RUNS"
 for run in $(seq 1 "$RUNS"); do
@@ -135,6 +140,7 @@ done
 
 cp "$RAW" "$OUT/latest.jsonl"
 python3 "$ROOT/benches/tabulate.py" "$OUT/latest.jsonl" \
-  --quick "$QUICK" --hold "$HOLD_SECS" --echo-secs "$ECHO_SECS" >"$OUT/latest.md"
+  --quick "$QUICK" --hold "$HOLD_SECS" --echo-secs "$ECHO_SECS" \
+  --rev "$REV" --dirty "$DIRTY" >"$OUT/latest.md"
 log "wrote $OUT/latest.md and $OUT/latest.jsonl (raw: $RAW, log: $LOG)"
 cat "$OUT/latest.md"

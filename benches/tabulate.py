@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--quick", default="0")
     ap.add_argument("--hold", default="60")
     ap.add_argument("--echo-secs", default="20")
+    ap.add_argument("--rev", default="unknown")
+    ap.add_argument("--dirty", default="?")
     a = ap.parse_args()
     rows = load(a.jsonl)
 
@@ -158,6 +160,10 @@ def main():
     mode = "QUICK (short holds)" if a.quick == "1" else "full"
     out = sys.stdout
     out.write(f"# phx-server vs Phoenix 1.7.24 — {mode} run, median of {n_runs} run(s)\n\n")
+    out.write(
+        f"Server built from commit {a.rev} ({a.dirty} uncommitted path(s) under src/ protocol/). "
+        "Produced by `benches/run.sh`; raw JSON lines in `latest.jsonl`.\n\n"
+    )
     out.write("| figure | phx-server | Phoenix best | target | met | note |\n")
     out.write("|---|---|---|---|---|---|\n")
     out.write("\n".join(table) + "\n\n")

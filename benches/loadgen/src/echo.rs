@@ -55,7 +55,7 @@ pub async fn run(cli: &Cli, target: &Target, a: EchoArgs) -> Result<(), BoxError
     let s0 = Sample::take(cli.server_pid);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
-    for (gi, mut ws) in c.socks {
+    for (gi, mut ws, _) in c.socks {
         let topic = conn::json_str(&format!("{}{}", a.topic_prefix, gi));
         tasks.spawn(async move {
             let mut h = report::hist();

@@ -77,14 +77,14 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
         return Err("no socket joined".into());
     }
     // The last joined socket publishes; the rest subscribe.
-    let (_, publisher) = socks.pop().ok_or("no publisher")?;
+    let (_, publisher, _) = socks.pop().ok_or("no publisher")?;
     let subs = socks.len() as u64;
     let expected = subs * rounds as u64;
 
     let delivered = Arc::new(AtomicU64::new(0));
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    for (_, ws) in socks {
+    for (_, ws, _) in socks {
         let delivered = delivered.clone();
         let mut stop_rx = stop_rx.clone();
         tasks.spawn(async move {

@@ -80,12 +80,12 @@ struct Held {
     tasks: tokio::task::JoinSet<()>,
 }
 
-fn hold(socks: Vec<(u64, Ws)>, heartbeat_secs: u64) -> Held {
+fn hold(socks: Vec<(u64, Ws, Instant)>, heartbeat_secs: u64) -> Held {
     let (stop, stop_rx) = watch::channel(false);
     let dropped = Arc::new(AtomicU64::new(0));
     let heartbeats = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
-    for (_, ws) in socks {
+    for (_, ws, opened) in socks {
         let mut stop_rx = stop_rx.clone();
         let dropped = dropped.clone();
         let heartbeats = heartbeats.clone();
@@ -93,7 +93,7 @@ fn hold(socks: Vec<(u64, Ws)>, heartbeat_secs: u64) -> Held {
             let (mut tx, mut rx) = ws.split();
             let period = Duration::from_secs(heartbeat_secs.max(1));
             // Like the JS client: the first heartbeat one period after the socket opened.
-            let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut hb = tokio::time::interval_at(tokio::time::Instant::from_std(opened) + period, period);
             let mut r: u64 = 1;
             loop {
                 tokio::select! {
@@ -273,6 +273,13 @@ pub async fn run(cli: &Cli, target: &Target, a: IdleArgs) -> Result<(), BoxError
     let rss_per_socket = per_socket(&at).map(round3);
     let plateau = per_socket(&s2).map(round3);
     let heartbeat_cpu_pct = d_hold.server_pct().map(round3);
+    // Server CPU per heartbeat (everything the server did in the hold ÷ heartbeats: an upper
+    // bound), and what that means for 10k sockets at one heartbeat per 30 s.
+    let cpu_per_heartbeat_us = d_hold
+        .server_cpu_s
+        .filter(|_| heartbeats > 0)
+        .map(|c| round3(c / heartbeats as f64 * 1e6));
+    let pct_10k_30s = cpu_per_heartbeat_us.map(|us| round3(us * 10_000.0 / 30.0 / 1e6 * 100.0));
     note(&format!(
         "server CPU per connect+join: {} µs; RSS per socket at +{} s: {} B; at +{} s: {} B; \
          server CPU during hold: {} % of a core; sockets dropped: {dropped}; heartbeats sent: {heartbeats}",
@@ -320,6 +327,8 @@ pub async fn run(cli: &Cli, target: &Target, a: IdleArgs) -> Result<(), BoxError
         "heartbeat_secs": a.heartbeat_secs,
         "heartbeats_sent": heartbeats,
         "server_cpu_hold_pct": heartbeat_cpu_pct,
+        "server_cpu_per_heartbeat_us": cpu_per_heartbeat_us,
+        "server_cpu_pct_10k_sockets_30s_heartbeat": pct_10k_30s,
         "dropped_during_hold": dropped,
         "join_phase": join_phase,
         "hold_phase": d_hold.json(),

@@ -51,8 +51,8 @@ pub fn machine() -> serde_json::Value {
 }
 
 pub struct Connected {
-    /// (global index, socket)
-    pub socks: Vec<(u64, Ws)>,
+    /// (global index, socket, when its websocket opened)
+    pub socks: Vec<(u64, Ws, Instant)>,
     pub failed: u64,
     pub first_error: Option<String>,
     pub elapsed: Duration,
@@ -73,7 +73,8 @@ pub async fn connect_many(
 ) -> Connected {
     let start = Instant::now();
     let sem = Arc::new(Semaphore::new(concurrency.max(1)));
-    let mut set: JoinSet<(u64, Duration, Result<Ws, BoxError>)> = JoinSet::new();
+    type Joined = (u64, Duration, Result<(Ws, Instant), BoxError>);
+    let mut set: JoinSet<Joined> = JoinSet::new();
     let first = indices.start;
     for gi in indices {
         let permit = match sem.clone().acquire_owned().await {
@@ -85,7 +86,9 @@ pub async fn connect_many(
         let src = conn::source_addr(shard, gi - first);
         set.spawn(async move {
             let t0 = Instant::now();
-            let r = conn::connect_join(&target, src, &topic, per_socket_timeout).await;
+            let r = conn::connect_join(&target, src, &topic, per_socket_timeout)
+                .await
+                .map(|ws| (ws, Instant::now()));
             drop(permit);
             (gi, t0.elapsed(), r)
         });
@@ -99,9 +102,9 @@ pub async fn connect_many(
     };
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok((gi, took, Ok(ws))) => {
+            Ok((gi, took, Ok((ws, opened)))) => {
                 record(&mut out.latency, took.as_micros() as u64);
-                out.socks.push((gi, ws));
+                out.socks.push((gi, ws, opened));
             }
             Ok((_, _, Err(e))) => {
                 out.failed += 1;
@@ -114,6 +117,6 @@ pub async fn connect_many(
         }
     }
     out.elapsed = start.elapsed();
-    out.socks.sort_by_key(|(gi, _)| *gi);
+    out.socks.sort_by_key(|(gi, _, _)| *gi);
     out
 }
