@@ -8,7 +8,7 @@
 #   PHASES="echo-1k fanout-1k" benches/run.sh
 #   PROFILE=1 benches/run.sh       # also perf-record the server per phase (top symbols)
 #
-# Env: SKIP_BUILD=1, HOLD_SECS, ECHO_SECS, IDLE_MAX (default 19900), RUNS, PHASES, CARGO_TARGET_DIR.
+# Env: RESULTS_DIR (default benches/results), SKIP_BUILD=1, HOLD_SECS, ECHO_SECS, IDLE_MAX (default 19900), RUNS, PHASES, CARGO_TARGET_DIR.
 # Only 127.0.0.1 is used; every step is bounded; everything started here is stopped on exit.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ PHASES="${PHASES:-idle-10k idle-max fanout-1k fanout-10k echo-1k}"
 PROFILE="${PROFILE:-0}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-bench}"
 BIN="$CARGO_TARGET_DIR/release"
-OUT="$ROOT/benches/results"
+OUT="${RESULTS_DIR:-$ROOT/benches/results}"
 mkdir -p "$OUT"
 STAMP="$(date -u +%Y%m%dT%H%M%SZ)"
 RAW="$OUT/raw-$STAMP.jsonl"
@@ -34,7 +34,12 @@ LOG="$OUT/run-$STAMP.log"
 
 SERVER_PID=""
 PERF_PID=""
+STAT_PID=""
 LOADGEN_PID=""
+SYSCALL_EVENTS="context-switches,raw_syscalls:sys_enter"
+for sc in write writev sendto sendmsg read readv recvfrom epoll_wait epoll_pwait epoll_ctl futex accept4 sched_yield; do
+  SYSCALL_EVENTS="$SYSCALL_EVENTS,syscalls:sys_enter_$sc"
+done
 
 log() { echo "[run.sh] $*" | tee -a "$LOG" >&2; }
 
@@ -54,8 +59,9 @@ stop_pid() { # pid, seconds to wait after TERM
 cleanup() {
   stop_pid "$LOADGEN_PID" 5
   stop_pid "$PERF_PID" 5
+  stop_pid "$STAT_PID" 5
   stop_pid "$SERVER_PID" 10
-  LOADGEN_PID=""; PERF_PID=""; SERVER_PID=""
+  LOADGEN_PID=""; PERF_PID=""; STAT_PID=""; SERVER_PID=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -102,8 +108,10 @@ run_phase() { # name run#
   log "phase $name (run $run): server pid $SERVER_PID port $PORT, load $(cut -d' ' -f1-3 /proc/loadavg)"
   log "  loadgen --port $PORT --server-pid <pid> --label $name $args"
   if [ "$PROFILE" = 1 ]; then
-    perf record -e cpu-clock -F 499 -p "$SERVER_PID" -o "$OUT/perf-$name.data" >>"$LOG" 2>&1 &
+    perf record -e cpu-clock -F 999 -p "$SERVER_PID" -o "$OUT/perf-$name.data" >>"$LOG" 2>&1 &
     PERF_PID=$!
+    perf stat -x, -o "$OUT/syscalls-$name.csv" -p "$SERVER_PID" -e "$SYSCALL_EVENTS" >>"$LOG" 2>&1 &
+    STAT_PID=$!
   fi
   # shellcheck disable=SC2086
   timeout $((HOLD_SECS * 3 + 600)) "$BIN/loadgen" --port "$PORT" --server-pid "$SERVER_PID" \
@@ -115,8 +123,20 @@ run_phase() { # name run#
     kill -INT "$PERF_PID" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
     PERF_PID=""
-    perf report -i "$OUT/perf-$name.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
-      | grep -v '^#' | grep '%' | head -40 >"$OUT/profile-$name.txt" || true
+    kill -INT "$STAT_PID" 2>/dev/null || true
+    wait "$STAT_PID" 2>/dev/null || true
+    STAT_PID=""
+    {
+      echo "## $name: server CPU samples by object (perf record -e cpu-clock)"
+      perf report -i "$OUT/perf-$name.data" --no-children --sort dso --stdio 2>/dev/null \
+        | grep -v '^#' | grep '%' | head -8
+      echo "## top symbols"
+      perf report -i "$OUT/perf-$name.data" --no-children --sort dso,symbol --stdio 2>/dev/null \
+        | grep -v '^#' | grep '%' | head -40
+      echo "## server syscalls and context switches over the phase (perf stat)"
+      grep -v '^#' "$OUT/syscalls-$name.csv" | grep . | cut -d, -f1,3
+    } >"$OUT/profile-$name.txt" 2>&1 || true
+    rm -f "$OUT/syscalls-$name.csv"
     rm -f "$OUT/perf-$name.data" "$OUT/perf-$name.data.old"
   fi
   stop_pid "$SERVER_PID" 15

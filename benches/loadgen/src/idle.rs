@@ -93,7 +93,8 @@ fn hold(socks: Vec<(u64, Ws, Instant)>, heartbeat_secs: u64) -> Held {
             let (mut tx, mut rx) = ws.split();
             let period = Duration::from_secs(heartbeat_secs.max(1));
             // Like the JS client: the first heartbeat one period after the socket opened.
-            let mut hb = tokio::time::interval_at(tokio::time::Instant::from_std(opened) + period, period);
+            let mut hb =
+                tokio::time::interval_at(tokio::time::Instant::from_std(opened) + period, period);
             let mut r: u64 = 1;
             loop {
                 tokio::select! {
