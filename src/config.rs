@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::endpoint::SocketOptions;
+
 /// `check_origin` (spec §1.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOrigin {
@@ -76,6 +78,9 @@ pub struct Config {
     /// as a network error and retries with backoff (a JSON status other than 200/204/403/410
     /// would make it throw).
     pub lp_max_sessions: usize,
+    /// `SOCKET_TRANSPORTS`: the transports `serve` mounts on the Rumbl `/socket`, a comma list
+    /// of `websocket` and `longpoll` (default both). The fixture always mounts both.
+    pub socket_transports: SocketOptions,
 }
 
 /// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
@@ -109,6 +114,7 @@ impl Default for Config {
             lp_max_line: 10 << 20,
             lp_max_buffered: 1024,
             lp_max_sessions: 20_000,
+            socket_transports: SocketOptions::default(),
         }
     }
 }
@@ -199,6 +205,14 @@ impl Config {
             lp_max_line: env_parse("LP_MAX_LINE", d.lp_max_line)?,
             lp_max_buffered: env_parse("LP_MAX_BUFFERED", d.lp_max_buffered)?,
             lp_max_sessions: env_parse("LP_MAX_SESSIONS", d.lp_max_sessions)?,
+            socket_transports: match std::env::var("SOCKET_TRANSPORTS") {
+                Ok(v) if !v.is_empty() => SocketOptions::parse(&v).map_err(|why| ConfigError {
+                    name: "SOCKET_TRANSPORTS",
+                    value: v,
+                    why,
+                })?,
+                _ => d.socket_transports,
+            },
         })
     }
 }

@@ -25,6 +25,50 @@ pub struct SocketMount {
     pub handler: Arc<dyn SocketHandler>,
     /// The channel routes.
     pub router: Router,
+    /// Which transports are served (`websocket: false` / `longpoll: false` in Phoenix's
+    /// `socket` macro). A disabled transport has no route: its path answers 404.
+    pub transports: SocketOptions,
+}
+
+/// Per-mount transport switches, as in
+/// `socket "/socket", UserSocket, websocket: true, longpoll: false`. Both on by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// Serve `<mount>/websocket`.
+    pub websocket: bool,
+    /// Serve `<mount>/longpoll`.
+    pub longpoll: bool,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            websocket: true,
+            longpoll: true,
+        }
+    }
+}
+
+impl SocketOptions {
+    /// Parses a comma list of transport names (`websocket`, `longpoll`; e.g. `longpoll` or
+    /// `websocket,longpoll`). At least one is required; an unknown name is an error.
+    pub fn parse(list: &str) -> Result<SocketOptions, &'static str> {
+        let mut opts = SocketOptions {
+            websocket: false,
+            longpoll: false,
+        };
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match name {
+                "websocket" => opts.websocket = true,
+                "longpoll" => opts.longpoll = true,
+                _ => return Err("unknown transport (expected websocket and/or longpoll)"),
+            }
+        }
+        if !opts.websocket && !opts.longpoll {
+            return Err("at least one transport (websocket, longpoll) is required");
+        }
+        Ok(opts)
+    }
 }
 
 struct Inner {
@@ -59,17 +103,29 @@ pub struct EndpointBuilder {
 }
 
 impl EndpointBuilder {
-    /// `socket path, Handler` with its channel routes.
+    /// `socket path, Handler` with its channel routes, both transports on.
     pub fn socket(
+        self,
+        path: &str,
+        handler: impl SocketHandler,
+        router: Router,
+    ) -> EndpointBuilder {
+        self.socket_with(path, handler, router, SocketOptions::default())
+    }
+
+    /// `socket path, Handler, websocket: .., longpoll: ..` with its channel routes.
+    pub fn socket_with(
         mut self,
         path: &str,
         handler: impl SocketHandler,
         router: Router,
+        transports: SocketOptions,
     ) -> EndpointBuilder {
         self.mounts.push(Arc::new(SocketMount {
             path: path.trim_end_matches('/').to_string(),
             handler: Arc::new(handler),
             router,
+            transports,
         }));
         self
     }

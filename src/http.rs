@@ -17,14 +17,16 @@ use crate::endpoint::Endpoint;
 use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
 
-/// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket,
-/// plus `/healthz` and `/metrics`. Applications merge their own routes into it.
+/// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket
+/// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`. Applications merge their own routes into it.
 pub fn router(endpoint: &Endpoint) -> Router {
     let mut app = Router::new();
     for mount in endpoint.mounts() {
-        let ep = endpoint.clone();
-        let m = mount.clone();
-        app = app.route(
+        // A disabled transport gets no route, so its path answers 404 as in Phoenix.
+        if mount.transports.websocket {
+            let ep = endpoint.clone();
+            let m = mount.clone();
+            app = app.route(
             &format!("{}/websocket", mount.path),
             any(
                 move |method: Method,
@@ -36,19 +38,22 @@ pub fn router(endpoint: &Endpoint) -> Router {
                 },
             ),
         );
-        let lp = LongPoll::new(endpoint.clone(), mount.clone());
-        app = app.route(
-            &format!("{}/longpoll", mount.path),
-            any(
-                move |method: Method,
-                      RawQuery(query): RawQuery,
-                      headers: HeaderMap,
-                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                      body: Body| {
-                    lp.clone().handle(method, query, headers, Some(peer), body)
-                },
-            ),
-        );
+        }
+        if mount.transports.longpoll {
+            let lp = LongPoll::new(endpoint.clone(), mount.clone());
+            app = app.route(
+                &format!("{}/longpoll", mount.path),
+                any(
+                    move |method: Method,
+                          RawQuery(query): RawQuery,
+                          headers: HeaderMap,
+                          ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                          body: Body| {
+                        lp.clone().handle(method, query, headers, Some(peer), body)
+                    },
+                ),
+            );
+        }
     }
     let ep = endpoint.clone();
     app.route("/healthz", get(|| async { "ok" })).route(

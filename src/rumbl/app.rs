@@ -60,13 +60,16 @@ pub async fn open_store(
     Ok(store)
 }
 
-/// `socket "/socket", Rumbl.UserSocket` with `channel "videos:*", Rumbl.VideoChannel`.
+/// `socket "/socket", Rumbl.UserSocket` with `channel "videos:*", Rumbl.VideoChannel`, serving
+/// the transports of `SOCKET_TRANSPORTS` (`config.socket_transports`; default both).
 pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
+    let transports = config.socket_transports;
     Endpoint::builder(config)
-        .socket(
+        .socket_with(
             "/socket",
             UserSocket,
             Router::new().channel("videos:*", VideoChannel::factory(store, false)),
+            transports,
         )
         .build()
 }
