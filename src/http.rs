@@ -18,7 +18,8 @@ use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
 
 /// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket
-/// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`. Applications merge their own routes into it.
+/// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`.
+/// Applications merge their own routes into it.
 pub fn router(endpoint: &Endpoint) -> Router {
     let mut app = Router::new();
     for mount in endpoint.mounts() {
@@ -27,17 +28,17 @@ pub fn router(endpoint: &Endpoint) -> Router {
             let ep = endpoint.clone();
             let m = mount.clone();
             app = app.route(
-            &format!("{}/websocket", mount.path),
-            any(
-                move |method: Method,
-                      RawQuery(query): RawQuery,
-                      headers: HeaderMap,
-                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                      upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
-                    websocket::handle(ep, m, method, query, headers, Some(peer), upgrade)
-                },
-            ),
-        );
+                &format!("{}/websocket", mount.path),
+                any(
+                    move |method: Method,
+                          RawQuery(query): RawQuery,
+                          headers: HeaderMap,
+                          ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                          upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
+                        websocket::handle(ep, m, method, query, headers, Some(peer), upgrade)
+                    },
+                ),
+            );
         }
         if mount.transports.longpoll {
             let lp = LongPoll::new(endpoint.clone(), mount.clone());
