@@ -109,6 +109,7 @@ pub(crate) fn start(
         deferred: Vec::new(),
         current_ref: req.ref_.clone(),
         socket_id: req.socket_id.clone(),
+        exit_guards: Vec::new(),
     };
     tokio::spawn(run(
         channel,

@@ -54,6 +54,9 @@ pub struct ChannelSocket {
     pub(crate) current_ref: Value,
     /// The socket's id (`Socket.id/1`), if any.
     pub(crate) socket_id: Option<Arc<str>>,
+    /// Dropped with this value when the channel's task ends, however it ends (stop, crash,
+    /// transport close, abort): Presence's untrack-on-exit guards live here.
+    pub(crate) exit_guards: Vec<Box<dyn Send>>,
 }
 
 /// A reference to one client message, for replying later (Phoenix's `socket_ref/1` and
@@ -235,6 +238,12 @@ impl ChannelSocket {
             }
         });
         TimerRef(handle.abort_handle())
+    }
+
+    /// Keeps `guard` until the channel's task ends, then drops it — as a tracker monitors a
+    /// channel process in Phoenix, so a presence goes when its channel does.
+    pub(crate) fn on_exit(&mut self, guard: impl Send + 'static) {
+        self.exit_guards.push(Box::new(guard));
     }
 
     /// Queues the deferred pushes behind the join reply.
