@@ -13,134 +13,26 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync, mkdirSync, createWriteStream } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
-import { randomBytes } from "node:crypto";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { LOGS, sleep, startServer, launchBrowser, watchAs as watchOn } from "./harness.js";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, "../..");
-const LOGS = join(REPO, "compat-tests/.logs");
-const BIN = resolve(REPO, process.env.PHX_SERVER_BIN || "target/debug/phx-server");
-const ASSETS = resolve(REPO, process.env.ASSETS_DIR || "vendor-js/dist");
-const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const XSS = "<img src=x onerror=alert(1)>";
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
-
 let server;
-let serverExit;
-let baseUrl;
-let tmp;
 let browser;
 
 before(async () => {
-  for (const [what, path] of [["server binary (PHX_SERVER_BIN)", BIN], ["bundle (vendor-js/build.sh)", join(ASSETS, "app.js")], ["chromium (scripts/browser-deps.sh)", CHROMIUM]]) {
-    if (!existsSync(path)) throw new Error(`missing ${what}: ${path}`);
-  }
-  mkdirSync(LOGS, { recursive: true });
-  tmp = mkdtempSync(join(tmpdir(), "rumbl-browser-"));
-  const port = await freePort();
-  baseUrl = `http://127.0.0.1:${port}`;
-  const log = createWriteStream(join(LOGS, "browser-server.log"));
-  server = spawn(BIN, ["serve"], {
-    env: {
-      ...process.env,
-      HOST: "127.0.0.1",
-      PORT: String(port),
-      DATABASE_URL: `sqlite://${join(tmp, "rumbl.sqlite3")}`,
-      ASSETS_DIR: ASSETS,
-      SECRET_KEY_BASE: randomBytes(48).toString("base64"),
-      PHX_HOST: "127.0.0.1",
-      RUST_LOG: process.env.RUST_LOG || "info",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  server.stdout.pipe(log);
-  server.stderr.pipe(log);
-  serverExit = new Promise((res) => server.once("exit", (code, signal) => res({ code, signal })));
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    try {
-      const r = await fetch(`${baseUrl}/healthz`);
-      if (r.status === 200) break;
-    } catch {
-      /* not up yet */
-    }
-    if (server.exitCode !== null) throw new Error(`phx-server exited (${server.exitCode}); see ${LOGS}/browser-server.log`);
-    if (Date.now() > deadline) throw new Error("phx-server did not come up within 30 s");
-    await sleep(100);
-  }
-  // playwright's launch() runs Chromium on a fresh temporary user-data-dir of its own.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  server = await startServer({ logName: "browser-server.log" });
+  browser = await launchBrowser();
 });
 
 after(async () => {
   if (browser) await browser.close().catch(() => {});
-  if (server && server.exitCode === null) {
-    server.kill("SIGTERM");
-    const timeout = sleep(10000).then(() => "timeout");
-    const r = await Promise.race([serverExit, timeout]);
-    if (r === "timeout") server.kill("SIGKILL");
-  }
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  if (server) await server.stop();
 });
 
 /** A logged-in page on /watch/2-elixir with the clock player; collects errors and dialogs. */
-async function watchAs(username) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-  await context.addInitScript(() => {
-    window.rumblPlayerOptions = { mode: "clock" };
-  });
-  const page = await context.newPage();
-  const problems = { errors: [], dialogs: [] };
-  page.on("pageerror", (e) => problems.errors.push(String(e)));
-  page.on("dialog", async (d) => {
-    problems.dialogs.push(d.message());
-    await d.dismiss().catch(() => {});
-  });
-  const r = await page.goto(`${baseUrl}/watch/2-elixir`);
-  assert.equal(r.status(), 200);
-  assert.match(page.url(), /\/login\?next=%2Fwatch%2F2-elixir$/, "not logged in → the login page");
-  await page.selectOption("#username", username);
-  await Promise.all([page.waitForURL(`${baseUrl}/watch/2-elixir`), page.click("button[type=submit]")]);
-  assert.equal(await page.textContent(".current-user"), username);
-  await page.waitForFunction(
-    () => window.__rumbl && window.__rumbl.socket.channels.some((c) => c.topic === "videos:2" && c.state === "joined"),
-    null,
-    { timeout: 10000 },
-  );
-  assert.equal(await page.evaluate(() => window.__rumbl.Player.mode), "clock");
-  return { context, page, problems };
-}
+const watchAs = (username) => watchOn(browser, server.baseUrl, username);
 
 const containerText = (page) => page.textContent("#msg-container");
 
