@@ -12,6 +12,8 @@
 //! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic.
 //! - [`transport`]: WebSocket and LongPoll, sharing the handshake rules.
 //! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
+//! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
+//!   `presence_diff`s; untracks when a channel ends.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
 //! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
 //! - [`fixture`]: the conformance fixture channels; [`rumbl`]: the book's application.
@@ -26,6 +28,7 @@ pub mod http;
 pub mod mailbox;
 pub mod metrics;
 pub mod params;
+pub mod presence;
 pub mod pubsub;
 pub mod router;
 pub mod rumbl;

@@ -1,0 +1,309 @@
+//! The presences of one topic and the diff not yet published — pure data, no clocks, no tasks.
+//!
+//! Each tracked presence is one *meta* (a JSON map carrying its `phx_ref`) under a *key*, owned
+//! by one channel. Everything is identified by `phx_ref`, the way the JS client's `syncDiff`
+//! identifies metas, so a later multi-node tracker can merge remote joins and leaves into the
+//! same structure by ref.
+//!
+//! ## Coalescing
+//!
+//! Changes accumulate in a pending diff until the tracker takes it ([`TopicPresences::take_diff`]):
+//! several joins merge into one `joins` map, and a leave of a ref whose join is still pending
+//! cancels both — nobody was told about the join, so nobody needs the leave.
+//!
+//! Except when somebody *was* told: [`TopicPresences::list`] (what `presence_state` carries)
+//! shows pending joins too, since a joiner must see everyone tracked so far, itself included.
+//! A client that got such a list holds the ref; if the join and leave then cancelled, it would
+//! keep the ref forever. So a list marks the pending joins it showed as *exposed*, and the leave
+//! of an exposed join is kept (the join itself is dropped from the diff: whoever did not see the
+//! list never learns of the ref, and a leave of an unknown ref is a no-op in `syncDiff`).
+//!
+//! Why a client converges: it is subscribed before it lists, so it receives every diff taken
+//! after its list (plus maybe a few earlier ones, which `syncDiff` re-applies harmlessly: a
+//! join of a ref it holds changes nothing, a leave of a ref it lacks changes nothing, and refs
+//! are never reused). For each ref, the last diff mentioning it states its current status, and
+//! a ref no later diff mentions is as the list showed it — which the exposure rule guarantees.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+
+/// A meta: the map given to `track`/`update`, plus `phx_ref` (and `phx_ref_prev` after an update).
+pub type Meta = Map<String, Value>;
+
+/// Who owns a presence: the channel that tracked it (its id).
+pub type Owner = u64;
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// This owner already tracks this key (Phoenix: `{:error, {:already_tracked, ...}}`).
+    #[error("already tracked")]
+    AlreadyTracked,
+    /// This owner does not track this key (Phoenix: `{:error, :not_tracked}`).
+    #[error("not tracked")]
+    NotTracked,
+}
+
+/// One tracked presence.
+#[derive(Debug, Clone)]
+struct Tracked {
+    /// The channel that tracked it; `untrack_owner` removes all of a channel's presences.
+    owner: Owner,
+    /// Its `phx_ref` (also inside `meta`), kept apart to compare without a map lookup.
+    phx_ref: String,
+    /// The meta as clients see it.
+    meta: Meta,
+}
+
+/// A join waiting in the pending diff.
+#[derive(Debug, Clone)]
+struct PendingJoin {
+    /// The presence key.
+    key: String,
+    /// The joined meta (with its `phx_ref`).
+    meta: Meta,
+}
+
+/// The diff not yet published.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Joins in the order they happened; `None` once cancelled or superseded by a leave.
+    joins: Vec<Option<PendingJoin>>,
+    /// `phx_ref` → index in `joins`, for cancelling.
+    join_index: HashMap<String, usize>,
+    /// Joins below this index were shown by a `list` (see the module docs).
+    exposed: usize,
+    /// Leaves in the order they happened: key and the meta that left.
+    leaves: Vec<(String, Meta)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.join_index.is_empty() && self.leaves.is_empty()
+    }
+
+    fn join(&mut self, key: &str, meta: &Meta, phx_ref: &str) {
+        self.join_index.insert(phx_ref.to_string(), self.joins.len());
+        self.joins.push(Some(PendingJoin {
+            key: key.to_string(),
+            meta: meta.clone(),
+        }));
+    }
+
+    fn leave(&mut self, key: &str, meta: Meta, phx_ref: &str) {
+        if let Some(i) = self.join_index.remove(phx_ref) {
+            self.joins[i] = None;
+            if i >= self.exposed {
+                return; // joined and left within the window, unseen: the two cancel
+            }
+        }
+        self.leaves.push((key.to_string(), meta));
+    }
+}
+
+/// A `presence_diff` payload: `{"joins": {key: {"metas": [...]}}, "leaves": {...}}`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Diff {
+    /// key → `{"metas": [...]}` of the metas that joined.
+    pub joins: Map<String, Value>,
+    /// key → `{"metas": [...]}` of the metas that left.
+    pub leaves: Map<String, Value>,
+}
+
+impl Diff {
+    /// Whether nothing joined or left.
+    pub fn is_empty(&self) -> bool {
+        self.joins.is_empty() && self.leaves.is_empty()
+    }
+
+    /// The wire payload; both keys are always present, as in Phoenix.
+    pub fn into_payload(self) -> Value {
+        let mut m = Map::new();
+        m.insert("joins".into(), Value::Object(self.joins));
+        m.insert("leaves".into(), Value::Object(self.leaves));
+        Value::Object(m)
+    }
+}
+
+/// Adds `meta` to `map[key].metas`, creating the entry.
+fn push_meta(map: &mut Map<String, Value>, key: &str, meta: Meta) {
+    let entry = map
+        .entry(key.to_string())
+        .or_insert_with(|| serde_json::json!({ "metas": [] }));
+    if let Some(Value::Array(metas)) = entry.get_mut("metas") {
+        metas.push(Value::Object(meta));
+    }
+}
+
+/// The presences of one topic, and the changes since the last [`TopicPresences::take_diff`].
+#[derive(Debug, Default)]
+pub struct TopicPresences {
+    /// key → its metas, in tracking order.
+    by_key: HashMap<String, Vec<Tracked>>,
+    /// How many presences each owner holds here (0-count owners are removed).
+    owners: HashMap<Owner, usize>,
+    /// The diff not yet published.
+    pending: Pending,
+}
+
+impl TopicPresences {
+    /// No presences.
+    pub fn new() -> Self {
+        TopicPresences::default()
+    }
+
+    /// Whether nobody is tracked here.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Whether there are changes not yet taken.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Number of tracked metas.
+    pub fn len(&self) -> usize {
+        self.by_key.values().map(Vec::len).sum()
+    }
+
+    /// `track`: `owner` starts presence `key` with `meta`, whose `phx_ref` becomes `phx_ref`.
+    pub fn track(
+        &mut self,
+        owner: Owner,
+        key: &str,
+        mut meta: Meta,
+        phx_ref: &str,
+    ) -> Result<(), StateError> {
+        let metas = self.by_key.entry(key.to_string()).or_default();
+        if metas.iter().any(|t| t.owner == owner) {
+            return Err(StateError::AlreadyTracked);
+        }
+        meta.insert("phx_ref".into(), Value::String(phx_ref.to_string()));
+        self.pending.join(key, &meta, phx_ref);
+        metas.push(Tracked {
+            owner,
+            phx_ref: phx_ref.to_string(),
+            meta,
+        });
+        *self.owners.entry(owner).or_default() += 1;
+        Ok(())
+    }
+
+    /// `update`: replaces `owner`'s meta under `key` by `meta` with a new `phx_ref` and
+    /// `phx_ref_prev` = the old one; reported as a join of the new meta and a leave of the old.
+    /// Returns the new meta.
+    pub fn update(
+        &mut self,
+        owner: Owner,
+        key: &str,
+        mut meta: Meta,
+        phx_ref: &str,
+    ) -> Result<Meta, StateError> {
+        let metas = self.by_key.get_mut(key).ok_or(StateError::NotTracked)?;
+        let t = metas
+            .iter_mut()
+            .find(|t| t.owner == owner)
+            .ok_or(StateError::NotTracked)?;
+        meta.insert("phx_ref".into(), Value::String(phx_ref.to_string()));
+        meta.insert("phx_ref_prev".into(), Value::String(t.phx_ref.clone()));
+        let old_ref = std::mem::replace(&mut t.phx_ref, phx_ref.to_string());
+        let old = std::mem::replace(&mut t.meta, meta.clone());
+        self.pending.join(key, &meta, phx_ref);
+        self.pending.leave(key, old, &old_ref);
+        Ok(meta)
+    }
+
+    /// `untrack`: `owner` stops presence `key`. False if it did not track it.
+    pub fn untrack(&mut self, owner: Owner, key: &str) -> bool {
+        let Some(metas) = self.by_key.get_mut(key) else {
+            return false;
+        };
+        let Some(i) = metas.iter().position(|t| t.owner == owner) else {
+            return false;
+        };
+        let t = metas.remove(i);
+        if metas.is_empty() {
+            self.by_key.remove(key);
+        }
+        self.pending.leave(key, t.meta, &t.phx_ref);
+        if let Some(n) = self.owners.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.owners.remove(&owner);
+            }
+        }
+        true
+    }
+
+    /// Untracks every presence of `owner` (its channel went away); returns how many.
+    pub fn untrack_owner(&mut self, owner: Owner) -> usize {
+        if !self.owners.contains_key(&owner) {
+            return 0;
+        }
+        let mut keys: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|(_, metas)| metas.iter().any(|t| t.owner == owner))
+            .map(|(k, _)| k.clone())
+            .collect();
+        // Leaves in tracking order would need more bookkeeping; key order is deterministic.
+        keys.sort_unstable();
+        keys.iter().filter(|k| self.untrack(owner, k)).count()
+    }
+
+    /// `owner`'s meta under `key`, if tracked.
+    pub fn get(&self, owner: Owner, key: &str) -> Option<&Meta> {
+        self.by_key
+            .get(key)?
+            .iter()
+            .find(|t| t.owner == owner)
+            .map(|t| &t.meta)
+    }
+
+    /// `get_by_key`: the metas under `key` as `{"metas": [...]}`, or `None`.
+    pub fn get_by_key(&self, key: &str) -> Option<Value> {
+        let metas = self.by_key.get(key)?;
+        let list: Vec<Value> = metas.iter().map(|t| Value::Object(t.meta.clone())).collect();
+        Some(serde_json::json!({ "metas": list }))
+    }
+
+    /// `list`: every key → `{"metas": [...]}`, including changes not yet taken. Marks the
+    /// pending joins as seen, so their leaves are never cancelled away (module docs).
+    pub fn list(&mut self) -> Map<String, Value> {
+        self.expose();
+        self.snapshot()
+    }
+
+    /// Marks the pending joins as seen by a client (done by [`TopicPresences::list`]; call it
+    /// before handing out anything else read from here, such as [`TopicPresences::get_by_key`]).
+    pub fn expose(&mut self) {
+        self.pending.exposed = self.pending.joins.len();
+    }
+
+    /// The current presences without marking anything (for inspection and tests).
+    pub fn snapshot(&self) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (key, metas) in &self.by_key {
+            for t in metas {
+                push_meta(&mut out, key, t.meta.clone());
+            }
+        }
+        out
+    }
+
+    /// Takes the changes since the last call as one diff (`None` if nothing is left after
+    /// coalescing).
+    pub fn take_diff(&mut self) -> Option<Diff> {
+        let pending = std::mem::take(&mut self.pending);
+        let mut diff = Diff::default();
+        for join in pending.joins.into_iter().flatten() {
+            push_meta(&mut diff.joins, &join.key, join.meta);
+        }
+        for (key, meta) in pending.leaves {
+            push_meta(&mut diff.leaves, &key, meta);
+        }
+        (!diff.is_empty()).then_some(diff)
+    }
+}

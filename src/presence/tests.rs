@@ -1,0 +1,525 @@
+//! Presence state, coalescing and convergence against a model of the JS client's `Presence`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Map, Value};
+
+use super::state::{Diff, Meta, StateError, TopicPresences};
+use super::tracker::{Tracker, UntrackOnExit};
+use super::Fetch;
+use crate::config::Config;
+use crate::endpoint::Endpoint;
+use crate::pubsub::{Subscriber, SubscriberKind};
+
+fn meta(v: Value) -> Meta {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not a map: {other}"),
+    }
+}
+
+fn refs(entries: &Map<String, Value>, key: &str) -> Vec<String> {
+    entries[key]["metas"]
+        .as_array()
+        .expect("metas")
+        .iter()
+        .map(|m| m["phx_ref"].as_str().expect("phx_ref").to_string())
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// the JS client's Presence.syncState / syncDiff (phoenix 1.8.16), over serde_json values
+
+/// key → metas, as the JS `Presence` holds `state`.
+type JsState = BTreeMap<String, Vec<Value>>;
+
+fn meta_ref(m: &Value) -> &str {
+    m["phx_ref"].as_str().unwrap_or_default()
+}
+
+fn metas_of(entry: &Value) -> Vec<Value> {
+    entry["metas"].as_array().cloned().unwrap_or_default()
+}
+
+/// `syncDiff`: joins first (replace, keeping the old metas not re-joined in front), then leaves.
+fn sync_diff(state: &mut JsState, joins: &Map<String, Value>, leaves: &Map<String, Value>) {
+    for (key, presence) in joins {
+        let mut new = metas_of(presence);
+        if let Some(cur) = state.get(key) {
+            let joined: Vec<String> = new.iter().map(|m| meta_ref(m).to_string()).collect();
+            let mut kept: Vec<Value> = cur
+                .iter()
+                .filter(|m| !joined.iter().any(|r| r == meta_ref(m)))
+                .cloned()
+                .collect();
+            kept.append(&mut new);
+            new = kept;
+        }
+        state.insert(key.clone(), new);
+    }
+    for (key, presence) in leaves {
+        let Some(cur) = state.get_mut(key) else {
+            continue;
+        };
+        let gone: Vec<String> = metas_of(presence)
+            .iter()
+            .map(|m| meta_ref(m).to_string())
+            .collect();
+        cur.retain(|m| !gone.iter().any(|r| r == meta_ref(m)));
+        if cur.is_empty() {
+            state.remove(key);
+        }
+    }
+}
+
+/// `syncState`: the diff between the current state and the new one, applied with `syncDiff`.
+fn sync_state(state: &mut JsState, new: &Map<String, Value>) {
+    let mut joins = Map::new();
+    let mut leaves = Map::new();
+    for (key, metas) in state.iter() {
+        if !new.contains_key(key) {
+            leaves.insert(key.clone(), json!({ "metas": metas }));
+        }
+    }
+    for (key, presence) in new {
+        match state.get(key) {
+            Some(cur) => {
+                let new_metas = metas_of(presence);
+                let joined: Vec<&Value> = new_metas
+                    .iter()
+                    .filter(|m| !cur.iter().any(|c| meta_ref(c) == meta_ref(m)))
+                    .collect();
+                let left: Vec<&Value> = cur
+                    .iter()
+                    .filter(|c| !new_metas.iter().any(|m| meta_ref(c) == meta_ref(m)))
+                    .collect();
+                if !joined.is_empty() {
+                    joins.insert(key.clone(), json!({ "metas": joined }));
+                }
+                if !left.is_empty() {
+                    leaves.insert(key.clone(), json!({ "metas": left }));
+                }
+            }
+            None => {
+                joins.insert(key.clone(), presence.clone());
+            }
+        }
+    }
+    sync_diff(state, &joins, &leaves);
+}
+
+/// key → metas sorted by ref, to compare states regardless of meta order.
+fn normalize_js(state: &JsState) -> BTreeMap<String, Vec<Value>> {
+    state
+        .iter()
+        .map(|(k, metas)| {
+            let mut m = metas.clone();
+            m.sort_by(|a, b| meta_ref(a).cmp(meta_ref(b)));
+            (k.clone(), m)
+        })
+        .collect()
+}
+
+fn normalize_list(list: &Map<String, Value>) -> BTreeMap<String, Vec<Value>> {
+    let mut s = JsState::new();
+    for (k, v) in list {
+        s.insert(k.clone(), metas_of(v));
+    }
+    normalize_js(&s)
+}
+
+fn apply(state: &mut JsState, diff: &Diff) {
+    sync_diff(state, &diff.joins, &diff.leaves);
+}
+
+// ------------------------------------------------------------------------------------------------
+// state: pure
+
+#[test]
+fn track_lists_and_diffs_a_join() {
+    let mut s = TopicPresences::new();
+    s.track(1, "42", meta(json!({"name": "a"})), "REF1").expect("track");
+    let list = s.list();
+    assert_eq!(
+        Value::Object(list),
+        json!({"42": {"metas": [{"name": "a", "phx_ref": "REF1"}]}})
+    );
+    let diff = s.take_diff().expect("a diff");
+    assert_eq!(
+        diff.into_payload(),
+        json!({"joins": {"42": {"metas": [{"name": "a", "phx_ref": "REF1"}]}}, "leaves": {}})
+    );
+    assert!(s.take_diff().is_none(), "nothing left");
+}
+
+#[test]
+fn track_twice_by_the_same_owner_is_refused() {
+    let mut s = TopicPresences::new();
+    s.track(1, "k", Meta::new(), "R1").expect("track");
+    assert_eq!(
+        s.track(1, "k", Meta::new(), "R2"),
+        Err(StateError::AlreadyTracked)
+    );
+    assert_eq!(
+        s.update(2, "k", Meta::new(), "R3"),
+        Err(StateError::NotTracked)
+    );
+}
+
+#[test]
+fn update_is_a_join_and_a_leave_in_one_diff_with_phx_ref_prev() {
+    let mut s = TopicPresences::new();
+    s.track(1, "k", meta(json!({"name": "a"})), "R1").expect("track");
+    s.take_diff();
+    let new = s
+        .update(1, "k", meta(json!({"name": "b"})), "R2")
+        .expect("update");
+    assert_eq!(
+        Value::Object(new),
+        json!({"name": "b", "phx_ref": "R2", "phx_ref_prev": "R1"})
+    );
+    assert_eq!(
+        s.take_diff().expect("diff").into_payload(),
+        json!({
+            "joins": {"k": {"metas": [{"name": "b", "phx_ref": "R2", "phx_ref_prev": "R1"}]}},
+            "leaves": {"k": {"metas": [{"name": "a", "phx_ref": "R1"}]}},
+        })
+    );
+    assert_eq!(refs(&s.snapshot(), "k"), ["R2"]);
+}
+
+#[test]
+fn same_key_from_two_owners_has_two_metas() {
+    let mut s = TopicPresences::new();
+    s.track(1, "k", Meta::new(), "R1").expect("track");
+    s.track(2, "k", Meta::new(), "R2").expect("track");
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(refs(&diff.joins, "k"), ["R1", "R2"]);
+    assert!(s.untrack(1, "k"));
+    assert!(!s.untrack(1, "k"), "already gone");
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(refs(&diff.leaves, "k"), ["R1"]);
+    assert!(diff.joins.is_empty());
+    assert_eq!(refs(&s.snapshot(), "k"), ["R2"]);
+}
+
+#[test]
+fn join_and_leave_within_a_window_cancel() {
+    let mut s = TopicPresences::new();
+    s.track(1, "a", Meta::new(), "R1").expect("track");
+    s.track(2, "b", Meta::new(), "R2").expect("track");
+    assert_eq!(s.untrack_owner(1), 1);
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(diff.joins.keys().collect::<Vec<_>>(), ["b"]);
+    assert!(diff.leaves.is_empty());
+
+    s.track(3, "c", Meta::new(), "R3").expect("track");
+    s.untrack(3, "c");
+    assert!(s.take_diff().is_none(), "a join and its leave cancel out");
+    assert!(!s.has_pending());
+}
+
+#[test]
+fn update_of_an_unseen_join_sends_only_the_new_meta() {
+    let mut s = TopicPresences::new();
+    s.track(1, "k", meta(json!({"v": 1})), "R1").expect("track");
+    s.update(1, "k", meta(json!({"v": 2})), "R2")
+        .expect("update");
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(refs(&diff.joins, "k"), ["R2"]);
+    assert!(diff.leaves.is_empty(), "R1 was never announced");
+}
+
+#[test]
+fn a_listed_join_keeps_its_leave() {
+    // A client got presence_state while R1's join was pending; R1 then leaves in the same
+    // window. The leave must go out, or that client keeps R1 forever.
+    let mut s = TopicPresences::new();
+    s.track(1, "a", Meta::new(), "R1").expect("track");
+    let listed = s.list();
+    assert_eq!(refs(&listed, "a"), ["R1"]);
+    s.track(2, "b", Meta::new(), "R2").expect("track"); // after the list: not exposed
+    s.untrack(1, "a");
+    s.untrack(2, "b");
+    let diff = s.take_diff().expect("diff");
+    assert!(diff.joins.is_empty(), "{diff:?}");
+    assert_eq!(refs(&diff.leaves, "a"), ["R1"]);
+    assert!(!diff.leaves.contains_key("b"), "R2 was never seen: {diff:?}");
+
+    let mut client = JsState::new();
+    sync_state(&mut client, &listed);
+    apply(&mut client, &diff);
+    assert!(client.is_empty(), "{client:?}");
+}
+
+#[test]
+fn untrack_owner_takes_all_its_keys() {
+    let mut s = TopicPresences::new();
+    s.track(1, "a", Meta::new(), "R1").expect("track");
+    s.track(1, "b", Meta::new(), "R2").expect("track");
+    s.track(2, "a", Meta::new(), "R3").expect("track");
+    s.take_diff();
+    assert_eq!(s.untrack_owner(1), 2);
+    assert_eq!(s.untrack_owner(1), 0);
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(refs(&diff.leaves, "a"), ["R1"]);
+    assert_eq!(refs(&diff.leaves, "b"), ["R2"]);
+    assert_eq!(s.len(), 1);
+}
+
+// ------------------------------------------------------------------------------------------------
+// convergence: random churn, random windows, clients listing at random moments
+
+struct Client {
+    /// Index of the first diff this client receives (it subscribed before that diff was taken).
+    first_diff: usize,
+    /// The list it got as presence_state, once it asked.
+    listed: Option<Map<String, Value>>,
+}
+
+#[test]
+fn clients_converge_whatever_the_windows_and_list_times() {
+    for seed in 0..400u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut s = TopicPresences::new();
+        let mut diffs: Vec<Diff> = Vec::new();
+        let mut per_event = JsState::new(); // a client given one diff per change (Phoenix)
+        let mut clients: Vec<Client> = Vec::new();
+        let mut live: Vec<(u64, String)> = Vec::new();
+        let mut next_owner = 0u64;
+        let mut next_ref = 0u64;
+        let mut fresh_ref = || {
+            next_ref += 1;
+            format!("R{next_ref}")
+        };
+        // The same changes, flushed after every one (as Phoenix does), for `per_event`.
+        let mut shadow = TopicPresences::new();
+        for _ in 0..rng.random_range(20..200) {
+            match rng.random_range(0..100) {
+                0..=34 => {
+                    next_owner += 1;
+                    let key = format!("k{}", rng.random_range(0..6));
+                    let r = fresh_ref();
+                    let m = meta(json!({"n": next_owner}));
+                    s.track(next_owner, &key, m.clone(), &r).expect("track");
+                    shadow.track(next_owner, &key, m, &r).expect("track");
+                    live.push((next_owner, key));
+                }
+                35..=49 if !live.is_empty() => {
+                    let (owner, key) = live[rng.random_range(0..live.len())].clone();
+                    let r = fresh_ref();
+                    let m = meta(json!({"n": owner, "u": r}));
+                    s.update(owner, &key, m.clone(), &r).expect("update");
+                    shadow.update(owner, &key, m, &r).expect("update");
+                }
+                50..=69 if !live.is_empty() => {
+                    let (owner, key) = live.swap_remove(rng.random_range(0..live.len()));
+                    if rng.random_bool(0.5) {
+                        assert!(s.untrack(owner, &key));
+                        assert!(shadow.untrack(owner, &key));
+                    } else {
+                        assert_eq!(s.untrack_owner(owner), 1);
+                        assert_eq!(shadow.untrack_owner(owner), 1);
+                    }
+                }
+                70..=79 => clients.push(Client {
+                    first_diff: diffs.len(),
+                    listed: None,
+                }),
+                80..=89 => {
+                    let waiting: Vec<usize> = (0..clients.len())
+                        .filter(|&i| clients[i].listed.is_none())
+                        .collect();
+                    if let Some(&i) = waiting.first() {
+                        clients[i].listed = Some(s.list());
+                    }
+                }
+                _ => {
+                    if let Some(d) = s.take_diff() {
+                        diffs.push(d);
+                    }
+                }
+            }
+            if let Some(d) = shadow.take_diff() {
+                apply(&mut per_event, &d);
+            }
+        }
+        for c in clients.iter_mut().filter(|c| c.listed.is_none()) {
+            c.listed = Some(s.list());
+        }
+        if let Some(d) = s.take_diff() {
+            diffs.push(d);
+        }
+        let truth = normalize_list(&s.snapshot());
+        assert_eq!(normalize_js(&per_event), truth, "seed {seed}: per-event client");
+        let mut from_start = JsState::new();
+        for d in &diffs {
+            apply(&mut from_start, d);
+        }
+        assert_eq!(
+            normalize_js(&from_start),
+            truth,
+            "seed {seed}: coalesced client from the start"
+        );
+        for (i, c) in clients.iter().enumerate() {
+            let mut js = JsState::new();
+            sync_state(&mut js, c.listed.as_ref().expect("listed"));
+            for d in &diffs[c.first_diff..] {
+                apply(&mut js, d);
+            }
+            assert_eq!(normalize_js(&js), truth, "seed {seed}: client {i}");
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// tracker: windows, fetch, exit guards (paused time)
+
+/// An endpoint and the presence_diff payloads broadcast on `topic`.
+fn endpoint_recording(topic: &str) -> (Endpoint, Arc<Mutex<Vec<Value>>>) {
+    let endpoint = Endpoint::builder(Config::default()).build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    endpoint.pubsub().subscribe(
+        topic,
+        Subscriber {
+            id: endpoint.next_id(),
+            kind: SubscriberKind::Callback(Arc::new(move |msg| {
+                assert_eq!(msg.event, "presence_diff");
+                if let phx_protocol::Payload::Json(v) = &msg.payload {
+                    sink.lock().push(v.clone());
+                }
+            })),
+        },
+    );
+    (endpoint, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wave_of_joins_is_one_diff_per_window() {
+    let topic: Arc<str> = "presence:wave".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    // 1000 joins spread over 1 s: 20 windows.
+    for i in 0..1000u64 {
+        tracker
+            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .expect("track");
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let diffs = seen.lock().clone();
+    assert!(
+        (19..=22).contains(&diffs.len()),
+        "one diff per 50 ms window over 1 s, got {}",
+        diffs.len()
+    );
+    let joined: usize = diffs
+        .iter()
+        .map(|d| d["joins"].as_object().map_or(0, Map::len))
+        .sum();
+    assert_eq!(joined, 1000);
+    assert!(diffs.iter().all(|d| d["leaves"] == json!({})));
+}
+
+#[tokio::test(start_paused = true)]
+async fn churn_within_a_window_sends_nothing_and_forgets_the_topic() {
+    let topic: Arc<str> = "presence:churn".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    for i in 0..100u64 {
+        tracker
+            .track(&endpoint, &topic, i, "same", Meta::new())
+            .expect("track");
+    }
+    for i in 0..100u64 {
+        drop(UntrackOnExit {
+            tracker: Arc::downgrade(&tracker),
+            topic: topic.clone(),
+            owner: i,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(seen.lock().is_empty(), "{:?}", seen.lock());
+    assert_eq!(tracker.topic_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exit_guard_sends_the_leave() {
+    let topic: Arc<str> = "presence:exit".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(25), None));
+    let t = tracker
+        .track(&endpoint, &topic, 7, "u7", meta(json!({"name": "x"})))
+        .expect("track");
+    assert!(t.first_for_owner);
+    let again = tracker
+        .track(&endpoint, &topic, 7, "u7b", Meta::new())
+        .expect("track");
+    assert!(!again.first_for_owner, "one guard per channel");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(seen.lock().len(), 1);
+    drop(UntrackOnExit {
+        tracker: Arc::downgrade(&tracker),
+        topic: topic.clone(),
+        owner: 7,
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let diffs = seen.lock().clone();
+    assert_eq!(diffs.len(), 2, "{diffs:?}");
+    assert_eq!(diffs[1]["joins"], json!({}));
+    assert_eq!(
+        diffs[1]["leaves"]["u7"]["metas"][0]["phx_ref"],
+        json!(t.phx_ref)
+    );
+    assert!(diffs[1]["leaves"].get("u7b").is_some());
+    assert_eq!(tracker.topic_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fetch_decorates_lists_and_diffs() {
+    let topic: Arc<str> = "presence:fetch".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let fetch = Fetch::new(|_topic, mut entries: Map<String, Value>| async move {
+        for (key, entry) in entries.iter_mut() {
+            if let Some(e) = entry.as_object_mut() {
+                e.insert("user".into(), json!({ "username": format!("user{key}") }));
+            }
+        }
+        entries
+    });
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(25), Some(fetch)));
+    tracker
+        .track(&endpoint, &topic, 1, "5", Meta::new())
+        .expect("track");
+    let list = tracker.list(&topic);
+    let list = tracker.fetch(&topic, list).await;
+    assert_eq!(list["5"]["user"], json!({"username": "user5"}));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        seen.lock()[0]["joins"]["5"]["user"],
+        json!({"username": "user5"})
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_window_sends_a_diff_per_change() {
+    let topic: Arc<str> = "presence:zero".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::ZERO, None));
+    for i in 0..5u64 {
+        tracker
+            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .expect("track");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(seen.lock().len(), 5);
+}
