@@ -15,11 +15,12 @@ use phx_protocol::Payload;
 use serde_json::{json, Value};
 
 use crate::channel::{
-    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, JoinReply, Reply, StopReason,
-    UnmatchedEvent,
+    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, Info, JoinReply, Reply,
+    StopReason, UnmatchedEvent,
 };
 use crate::config::{CheckOrigin, Config};
 use crate::endpoint::Endpoint;
+use crate::presence::Presence;
 use crate::router::Router;
 use crate::rumbl::store::AnnotationStore;
 use crate::rumbl::VideoChannel;
@@ -44,9 +45,13 @@ pub fn configure(mut config: Config) -> Config {
     config
 }
 
-/// The fixture's channel routes.
+/// The fixture's channel routes, with a Presence of their own (coalescing window from
+/// `PRESENCE_BATCH_MS`, default [`crate::presence::DEFAULT_WINDOW`]).
 pub fn router() -> Router {
-    Router::new().channel("room:*", RoomChannel::default)
+    let presence = Presence::builder().window_from_env().build();
+    Router::new()
+        .channel("room:*", RoomChannel::default)
+        .channel("presence:*", PresenceChannel::factory(presence))
 }
 
 /// The fixture's channel routes plus `videos:*` → the seed's VideoChannel in fixture mode
@@ -195,6 +200,90 @@ impl Channel for RoomChannel {
         };
         socket.push(event, payload)?;
         Ok(HandleResult::NoReply)
+    }
+}
+
+/// `presence:*`: tracks the socket after join and pushes `presence_state`, as Phoenix apps do
+/// from an `:after_join` message.
+///
+/// Key: `to_string(user_id)`, or `"anon-" <> params["name"]` on an anonymous socket; meta
+/// `{"name": params["name"]}`. `handle_in("update", meta)` updates the meta, no reply.
+pub struct PresenceChannel {
+    /// The fixture's Presence (shared by every join).
+    presence: Presence,
+    /// This socket's presence key, set at join.
+    key: String,
+}
+
+/// `send(self(), :after_join)`.
+struct AfterJoin {
+    /// The join params' `name`.
+    name: Value,
+}
+
+impl PresenceChannel {
+    /// The router factory over `presence`.
+    pub fn factory(presence: Presence) -> impl Fn() -> PresenceChannel + Send + Sync + 'static {
+        move || PresenceChannel {
+            presence: presence.clone(),
+            key: String::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for PresenceChannel {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<JoinReply, ChannelError> {
+        let name = match &payload {
+            Payload::Json(Value::Object(params)) => params.get("name").cloned(),
+            _ => None,
+        }
+        .unwrap_or(Value::Null);
+        self.key = match socket.get_assign("user_id") {
+            Some(Value::Number(id)) => id.to_string(),
+            Some(Value::String(id)) => id.clone(),
+            _ => match &name {
+                Value::String(n) => format!("anon-{n}"),
+                Value::Null => "anon-".to_string(),
+                other => format!("anon-{other}"),
+            },
+        };
+        socket.send_self(AfterJoin { name });
+        Ok(JoinReply::ok())
+    }
+
+    async fn handle_info(
+        &mut self,
+        msg: Info,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        if let Ok(AfterJoin { name }) = msg.downcast::<AfterJoin>() {
+            self.presence
+                .track(socket, &self.key, json!({ "name": name }))?;
+            let list = self.presence.list(socket.topic()).await;
+            socket.push("presence_state", list)?;
+        }
+        Ok(HandleResult::NoReply)
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        match (event, payload) {
+            ("update", Payload::Json(meta)) => {
+                self.presence.update(socket, &self.key, meta)?;
+                Ok(HandleResult::NoReply)
+            }
+            (other, _) => Err(Box::new(UnmatchedEvent(other.to_string()))),
+        }
     }
 }
 

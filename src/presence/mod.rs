@@ -247,6 +247,11 @@ impl Presence {
         Value::Object(self.tracker.fetch(topic, entries).await)
     }
 
+    /// Number of topics with presences or changes not yet sent.
+    pub fn topic_count(&self) -> usize {
+        self.tracker.topic_count()
+    }
+
     /// `get_by_key(topic, key)`: that key's entry (decorated by `fetch`), if present.
     pub async fn get_by_key(&self, topic: &str, key: &str) -> Option<Value> {
         let entry = self.tracker.get_by_key(topic, key)?;

@@ -44,6 +44,20 @@
 //! socket reads its next frame, as in Phoenix, where join runs in the socket process — hence
 //! the [`DB_TIMEOUT`] bound on every store call.)
 //!
+//! Presence (the book's "Tracking Presence" section): after join the channel tracks the viewer
+//! under its user id with `{online_at}` and pushes `presence_state`; `RumblWeb.Presence.fetch/2`
+//! adds `user: {username}` to every entry, which the watch page lists.
+//!
+//! ```elixir
+//! def handle_info(:after_join, socket) do
+//!   push(socket, "presence_state", RumblWeb.Presence.list(socket))
+//!   {:ok, _} = RumblWeb.Presence.track(socket, socket.assigns.user_id, %{online_at: ...})
+//!   {:noreply, socket}
+//! end
+//! ```
+//!
+//! (Here `track` comes first, so the viewer's own entry is in the state it gets.)
+//!
 //! Fixture mode (`serve --fixture`, see CONFORMANCE_FIXTURE.md): any integer video id can be
 //! joined and any authenticated user can post; the missing video/user rows are created first
 //! (`ensure_video` / `ensure_user`).
@@ -58,9 +72,10 @@ use serde_json::{json, Value};
 use super::annotation::{self, changeset, errors_payload};
 use super::store::{AnnotationStore, StoreError};
 use crate::channel::{
-    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, JoinReply, Reply,
+    async_trait, Channel, ChannelError, ChannelSocket, HandleResult, Info, JoinReply, Reply,
     UnmatchedEvent,
 };
+use crate::presence::{Presence, Presences};
 
 /// The book's `limit: 200` on the annotations sent at join.
 pub const JOIN_LIMIT: i64 = 200;
@@ -78,25 +93,75 @@ pub struct VideoChannel {
     fixture_mode: bool,
     /// `socket.assigns.video_id`, set by a successful join.
     video_id: i64,
+    /// `RumblWeb.Presence`: who is watching (shared by every join of this router).
+    presence: Presence,
 }
+
+/// `send(self(), :after_join)`.
+struct AfterJoin;
 
 impl VideoChannel {
     /// A channel value for one join.
-    pub fn new(store: Arc<dyn AnnotationStore>, fixture_mode: bool) -> Self {
+    pub fn new(store: Arc<dyn AnnotationStore>, fixture_mode: bool, presence: Presence) -> Self {
         VideoChannel {
             store,
             fixture_mode,
             video_id: 0,
+            presence,
         }
     }
 
-    /// The router factory: `channel "videos:*", VideoChannel` over `store`.
+    /// The router factory: `channel "videos:*", VideoChannel` over `store`, with the viewers'
+    /// Presence ([`presence`]).
     pub fn factory(
         store: Arc<dyn AnnotationStore>,
         fixture_mode: bool,
     ) -> impl Fn() -> VideoChannel + Send + Sync + 'static {
-        move || VideoChannel::new(store.clone(), fixture_mode)
+        let presence = presence(store.clone());
+        move || VideoChannel::new(store.clone(), fixture_mode, presence.clone())
     }
+}
+
+/// `RumblWeb.Presence`: window from `PRESENCE_BATCH_MS`; `fetch/2` adds
+/// `user: {username}` to each entry (key = user id), `null` for a user the store cannot find.
+pub fn presence(store: Arc<dyn AnnotationStore>) -> Presence {
+    Presence::builder()
+        .window_from_env()
+        .fetch(move |topic, entries| fetch_users(store.clone(), topic, entries))
+        .build()
+}
+
+async fn fetch_users(
+    store: Arc<dyn AnnotationStore>,
+    topic: String,
+    mut entries: Presences,
+) -> Presences {
+    for (key, entry) in entries.iter_mut() {
+        let user = match key.parse::<i64>() {
+            Ok(id) => match db(store.user(id)).await {
+                Ok(Some(u)) => json!({ "username": u.username }),
+                Ok(None) => Value::Null,
+                Err(e) => {
+                    tracing::warn!(%topic, "presence fetch: {e}");
+                    Value::Null
+                }
+            },
+            Err(_) => Value::Null,
+        };
+        if let Some(entry) = entry.as_object_mut() {
+            entry.insert("user".into(), user);
+        }
+    }
+    entries
+}
+
+/// `inspect(System.system_time(:second))`, as the Phoenix guides' `online_at`.
+fn online_at() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string()
 }
 
 /// Runs a store call with [`DB_TIMEOUT`].
@@ -180,10 +245,28 @@ impl Channel for VideoChannel {
         };
         self.video_id = video_id;
         socket.assign("video_id", video_id);
+        socket.send_self(AfterJoin);
         let rendered: Vec<Value> = annotations.iter().map(annotation::render).collect();
         Ok(JoinReply::Ok(Payload::Json(
             json!({ "annotations": rendered }),
         )))
+    }
+
+    async fn handle_info(
+        &mut self,
+        msg: Info,
+        socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        if msg.is::<AfterJoin>() {
+            // An anonymous socket (fixture mode only) watches without being listed.
+            if let Some(user_id) = socket.get_assign("user_id").and_then(Value::as_i64) {
+                self.presence
+                    .track(socket, user_id.to_string(), json!({ "online_at": online_at() }))?;
+            }
+            let list = self.presence.list(socket.topic()).await;
+            socket.push("presence_state", list)?;
+        }
+        Ok(HandleResult::NoReply)
     }
 
     async fn handle_in(
