@@ -1,8 +1,10 @@
 // The Video module: the final version from the channels chapter of
 // "Programming Phoenix" (web/static/js/video.js), with the last_seen_id
-// tracking from "Handling Disconnects". Two adaptations, both marked below:
-// join params via mutableParams() (phoenix.js >= 1.3 keeps params in a
-// closure) and esc() also escaping quotes.
+// tracking from "Handling Disconnects" and the viewer list from "Tracking
+// Presence". Adaptations, each marked below: join params via mutableParams()
+// (phoenix.js >= 1.3 keeps params in a closure), esc() also escaping quotes,
+// and the viewer list escaping usernames.
+import {Presence} from "phoenix"
 import Player from "./player.js"
 import {formatTime, escapeHtml, escapeQuotes, mutableParams} from "./helpers.js"
 
@@ -21,9 +23,21 @@ let Video = {
     let msgContainer = document.getElementById("msg-container")
     let msgInput = document.getElementById("msg-input")
     let postButton = document.getElementById("msg-submit")
+    let userList = document.getElementById("presence-list")
     // Adapted: the params are a function phoenix.js calls on every (re)join,
     // carrying whatever last_seen_id was set on vidChannel.params below.
     let vidChannel = socket.channel("videos:" + videoId, mutableParams())
+
+    // Who is watching: the server pushes presence_state after the join and
+    // presence_diff as viewers come and go; Presence keeps the list in sync.
+    let presence = new Presence(vidChannel)
+
+    presence.onSync(() => {
+      if(!userList){ return }
+      userList.innerHTML = presence.list((id, entry) =>
+        this.renderUser(id, entry)
+      ).join("")
+    })
 
     // Post: push new_annotation at the player's current time, clear the box.
     postButton.addEventListener("click", e => {
@@ -68,6 +82,16 @@ let Video = {
     let div = document.createElement("div")
     div.appendChild(document.createTextNode(str))
     return escapeQuotes(div.innerHTML)
+  },
+
+  // One viewer: the username (from the server's Presence fetch) and how many
+  // tabs or devices they watch from. Adapted: the book interpolates
+  // user.username as is; here it goes through esc(), and a missing user
+  // shows the viewer's id.
+  renderUser(id, {user: user, metas: [first, ...rest]}){
+    let count = rest.length + 1
+    let username = user && user.username ? user.username : "user " + id
+    return `<li data-user-id="${this.esc(id)}">${this.esc(username)}: (${count})</li>`
   },
 
   // (user can be null when the server's render_one met a deleted user; the
