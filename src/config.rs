@@ -41,8 +41,8 @@ pub struct Config {
     pub outbox_capacity: usize,
     /// Messages a channel may have queued before the socket stops reading (default 1024).
     pub channel_inbox_capacity: usize,
-    /// tungstenite read buffer per socket (default 1 KiB: Phoenix client frames are small;
-    /// larger frames grow it on demand).
+    /// tungstenite read buffer per socket (default 256 B: Phoenix client frames — heartbeats,
+    /// joins, small pushes — fit; a larger frame grows it to that frame's size on demand).
     pub ws_read_buffer: usize,
     /// Bytes buffered before a write is forced while draining a batch (default 16 KiB).
     pub ws_write_buffer: usize,
@@ -101,7 +101,7 @@ impl Default for Config {
             max_channels: 100,
             outbox_capacity: 1024,
             channel_inbox_capacity: 1024,
-            ws_read_buffer: 1024,
+            ws_read_buffer: 256,
             ws_write_buffer: 16 * 1024,
             write_timeout: Duration::from_secs(30),
             drain_batch_size: 10_000,

@@ -25,6 +25,7 @@ pub mod conn;
 pub mod endpoint;
 pub mod fixture;
 pub mod http;
+pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod params;

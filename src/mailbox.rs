@@ -85,32 +85,24 @@ impl<T> Mailbox<T> {
         Ok(())
     }
 
-    /// Takes every queued item into `out` (in order), waiting until there is at least one.
-    /// Returns false when the mailbox is closed and empty.
-    pub async fn recv_many(&self, out: &mut Vec<T>) -> bool {
-        loop {
-            if self.try_recv_many(out) {
-                return true;
-            }
-            if self.state.lock().closed {
-                return false;
-            }
-            self.notify.notified().await;
-        }
+    /// Takes every queued item (in order) without waiting; an empty queue if there is none.
+    ///
+    /// The queue itself is handed over, so a socket that goes idle after a burst keeps no
+    /// capacity: the next item queued allocates afresh. One allocation per batch is cheaper
+    /// than a few hundred idle bytes on each of a hundred thousand sockets.
+    pub fn take_all(&self) -> Drain<T> {
+        let mut st = self.state.lock();
+        st.bounded = 0;
+        Drain(std::mem::take(&mut st.queue))
     }
 
     /// Takes every queued item into `out` without waiting; true if anything was taken.
     pub fn try_recv_many(&self, out: &mut Vec<T>) -> bool {
-        let mut st = self.state.lock();
-        if st.queue.is_empty() {
+        let taken = self.take_all();
+        if taken.is_empty() {
             return false;
         }
-        out.extend(st.queue.drain(..).map(|(item, _)| item));
-        st.bounded = 0;
-        // An idle socket should not keep the capacity of its last burst.
-        if st.queue.capacity() > 64 {
-            st.queue = VecDeque::new();
-        }
+        out.extend(taken);
         true
     }
 
@@ -123,7 +115,8 @@ impl<T> Mailbox<T> {
                     if bounded {
                         st.bounded -= 1;
                     }
-                    if st.queue.is_empty() && st.queue.capacity() > 64 {
+                    if st.queue.is_empty() {
+                        // An idle channel keeps no capacity (see `take_all`).
                         st.queue = VecDeque::new();
                     }
                     return Some(item);
@@ -174,5 +167,22 @@ impl<T> Mailbox<T> {
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The items taken by [`Mailbox::take_all`], in order.
+pub struct Drain<T>(VecDeque<(T, bool)>);
+
+impl<T> Iterator for Drain<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.0.pop_front().map(|(item, _)| item)
+    }
+}
+
+impl<T> Drain<T> {
+    /// Whether nothing was taken.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }

@@ -8,7 +8,6 @@
 //! Channel exits reach the session through the socket's outbound queue
 //! ([`Outgoing::ChannelExited`](crate::conn::Outgoing)), in order with the frames.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +33,40 @@ struct Entry {
     inbox: Arc<ChannelInbox>,
     /// A `phx_leave` was forwarded; the channel will close itself.
     leaving: bool,
+}
+
+/// topic → channel, as a small vector: a socket joins a handful of topics (at most
+/// `max_channels`), a linear scan over them is as fast as hashing, and one entry costs its own
+/// size instead of a hash table's minimum of four buckets — on every idle socket.
+#[derive(Default)]
+struct Channels(Vec<(Arc<str>, Entry)>);
+
+impl Channels {
+    fn position(&self, topic: &str) -> Option<usize> {
+        self.0.iter().position(|(t, _)| &**t == topic)
+    }
+    fn get(&self, topic: &str) -> Option<&Entry> {
+        self.position(topic).map(|i| &self.0[i].1)
+    }
+    fn get_mut(&mut self, topic: &str) -> Option<&mut Entry> {
+        self.position(topic).map(move |i| &mut self.0[i].1)
+    }
+    fn remove(&mut self, topic: &str) -> Option<Entry> {
+        self.position(topic).map(|i| self.0.swap_remove(i).1)
+    }
+    fn insert(&mut self, topic: Arc<str>, entry: Entry) {
+        if let Some(i) = self.position(&topic) {
+            self.0[i].1 = entry;
+            return;
+        }
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(1);
+        }
+        self.0.push((topic, entry));
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Something the session is waiting for before it takes the next message.
@@ -78,7 +111,7 @@ pub struct Session {
     /// Subscription to the socket id topic, for "disconnect".
     id_subscription: Option<u64>,
     /// topic → channel.
-    channels: HashMap<Arc<str>, Entry>,
+    channels: Channels,
 }
 
 impl Session {
@@ -109,7 +142,7 @@ impl Session {
             assigns: Arc::new(assigns),
             socket_id,
             id_subscription,
-            channels: HashMap::new(),
+            channels: Channels::default(),
         }
     }
 
@@ -351,7 +384,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // The transport is gone: every channel stops with {:shutdown, :closed}, no frames.
-        for (_, entry) in self.channels.drain() {
+        for (_, entry) in self.channels.0.drain(..) {
             let _ = entry
                 .inbox
                 .mailbox

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use super::{negotiate, origin, parse_subprotocols};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::endpoint::{Endpoint, SocketMount};
+use crate::mailbox::Drain;
 use crate::params::decode_query;
 use crate::session::{Session, Wait};
 use crate::socket::{ConnectError, ConnectInfo};
@@ -170,7 +171,6 @@ async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn:
     let idle_sleep = tokio::time::sleep(idle);
     tokio::pin!(idle_sleep);
     let mut pending: Option<Wait> = None;
-    let mut batch: Vec<Outgoing> = Vec::new();
 
     let close = loop {
         let event = tokio::select! {
@@ -182,16 +182,17 @@ async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn:
         };
         match event {
             Event::Outgoing => {
-                conn.outbox().try_recv_many(&mut batch);
-                let flow = tokio::select! {
-                    f = write_batch(&mut ws, &mut session, &mut batch) => f,
-                    _ = conn.killed() => Flow::Dead,
-                    _ = tokio::time::sleep(write_timeout) => Flow::Dead,
-                };
-                batch.clear();
-                if batch.capacity() > 256 {
-                    batch = Vec::new();
-                }
+                let batch = conn.outbox().take_all();
+                // Boxed: the write path's state (feed/flush futures, the write timer) is large
+                // and only alive while writing; inline it would sit in every idle socket's task.
+                let flow = Box::pin(write_with_deadline(
+                    &mut ws,
+                    &mut session,
+                    batch,
+                    conn,
+                    write_timeout,
+                ))
+                .await;
                 match flow {
                     Flow::Continue => {}
                     Flow::Close(code) => break Some(code),
@@ -270,10 +271,27 @@ fn classify_error(e: &axum::Error, endpoint: &Endpoint) -> Option<CloseCode> {
     }
 }
 
-async fn write_batch(ws: &mut WebSocket, session: &mut Session, batch: &mut Vec<Outgoing>) -> Flow {
+/// Writes a batch unless the socket is killed (overflow) or the client stops reading for
+/// `timeout`.
+async fn write_with_deadline(
+    ws: &mut WebSocket,
+    session: &mut Session,
+    batch: Drain<Outgoing>,
+    conn: &ConnHandle,
+    timeout: std::time::Duration,
+) -> Flow {
+    tokio::select! {
+        biased;
+        f = write_batch(ws, session, batch) => f,
+        _ = conn.killed() => Flow::Dead,
+        _ = tokio::time::sleep(timeout) => Flow::Dead,
+    }
+}
+
+async fn write_batch(ws: &mut WebSocket, session: &mut Session, batch: Drain<Outgoing>) -> Flow {
     let mut wrote = false;
     let mut close = None;
-    for item in batch.drain(..) {
+    for item in batch {
         match item {
             Outgoing::Frame(f) => {
                 let msg = match f {
