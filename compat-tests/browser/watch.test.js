@@ -76,3 +76,32 @@ test("two users annotate /watch/2-elixir; an HTML body renders as text", { timeo
   await a.context.close();
   await b.context.close();
 });
+
+/** The names in the page's "Who's watching" list (#presence-list), sorted. */
+const viewers = (page) =>
+  page.$$eval("#presence-list li", (lis) => lis.map((li) => li.textContent.trim()).sort());
+
+test("who is watching: the list follows a second user opening and leaving the page", { timeout: 120000 }, async () => {
+  const a = await watchAs("jose");
+  await a.page.waitForFunction(() => document.querySelector("#presence-list").textContent.includes("jose"), null, {
+    timeout: 10000,
+  });
+  assert.deepEqual(await viewers(a.page), ["jose: (1)"]);
+
+  const b = await watchAs("chris");
+  for (const p of [a.page, b.page]) {
+    await p.waitForFunction(() => document.querySelectorAll("#presence-list li").length === 2, null, {
+      timeout: 10000,
+    });
+    assert.deepEqual(await viewers(p), ["chris: (1)", "jose: (1)"]);
+  }
+  await a.page.screenshot({ path: join(LOGS, "watch-presence.png"), fullPage: true });
+
+  await b.context.close(); // chris leaves: the page (and its socket) goes away
+  await a.page.waitForFunction(() => !document.querySelector("#presence-list").textContent.includes("chris"), null, {
+    timeout: 10000,
+  });
+  assert.deepEqual(await viewers(a.page), ["jose: (1)"]);
+  assert.deepEqual(a.problems.errors, [], "no page errors");
+  await a.context.close();
+});
