@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand};
 use phx_protocol::etf::Term;
 use phx_server::rumbl::{app, assets, store, user_socket};
 use phx_server::{http, Config, Endpoint};
-use tokio::net::TcpListener;
 
 #[derive(Parser)]
 #[command(
@@ -139,9 +138,22 @@ async fn serve(
         let router = app::router(&endpoint, store.clone(), assets::default_assets_dir());
         (endpoint, router)
     };
-    let listener = TcpListener::bind(&addr).await?;
+    let sockaddr = tokio::net::lookup_host(&addr)
+        .await?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {addr}"))?;
+    let listener = phx_server::listener::bind(sockaddr)?;
     tracing::info!("phx-server listening on http://{}", listener.local_addr()?);
-    let served = http::serve(endpoint, listener, router, http::shutdown_signal()).await;
+    // The accept loop runs on a worker thread, not in `block_on` on the main thread: there,
+    // every accepted connection's task would have to wake a worker through a futex.
+    let served = tokio::spawn(http::serve(
+        endpoint,
+        listener,
+        router,
+        http::shutdown_signal(),
+    ))
+    .await
+    .map_err(|e| format!("server task failed: {e}"))?;
     store.close().await;
     served?;
     tracing::info!("stopped");
