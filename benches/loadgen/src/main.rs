@@ -2,10 +2,12 @@
 //! fixture (`room:*`: `ping` → reply, `shout` → broadcast + reply), over V2 JSON websockets.
 //!
 //! Modes: `idle` (connect + join N sockets and hold them), `fanout` (N subscribers, one
-//! publisher), `echo` (C sockets each keep one `ping` in flight). Every mode is bounded in time,
+//! publisher), `echo` (C sockets each keep one `ping` in flight), `annotations` (the Rumbl
+//! `videos:*` channel: watchers per video, some of them posting `new_annotation`). Every mode is bounded in time,
 //! talks only to 127.0.0.0/8, and prints a human-readable report on stderr and one JSON line per
 //! result on stdout.
 
+mod annotations;
 mod conn;
 mod echo;
 mod fanout;
@@ -59,6 +61,8 @@ pub enum Mode {
     Fanout(fanout::FanoutArgs),
     /// C sockets each keep one `ping` in flight for S seconds.
     Echo(echo::EchoArgs),
+    /// Rumbl `videos:*`: W watchers per video on V videos, P of them post `new_annotation`.
+    Annotations(annotations::AnnotationsArgs),
 }
 
 fn main() -> ExitCode {
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
             Mode::Idle(a) => idle::run(&cli, &target, a).await,
             Mode::Fanout(a) => fanout::run(&cli, &target, a).await,
             Mode::Echo(a) => echo::run(&cli, &target, a).await,
+            Mode::Annotations(a) => annotations::run(&cli, &target, a).await,
         }
     });
     // Do not wait for lingering socket tasks: everything measured has been reported.
