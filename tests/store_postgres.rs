@@ -429,3 +429,80 @@ async fn database_gone_is_unavailable() {
     s.close().await;
     contract::expect_unavailable(s.ping(), Duration::from_secs(1)).await;
 }
+
+/// Group commit (`insert_annotation` batches concurrent calls into one
+/// multi-row statement): 400 concurrent inserts on a pool of 4, mixed with
+/// rows whose user or video does not exist (a video FK failure makes the
+/// multi-row statement fail and every row retry alone). Each caller gets its
+/// own committed row (its body, a distinct id, visible at once) or its own
+/// error; identical requests get distinct rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_concurrent_inserts() {
+    with_db(|url| async move {
+        let s = store_on(&url, 4).await;
+        for u in [1, 2] {
+            s.ensure_user(u).await.expect("user");
+        }
+        for v in [1, 2] {
+            s.ensure_video(v).await.expect("video");
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..400i64 {
+            let s = s.clone();
+            set.spawn(async move {
+                // every 50th: unknown user; every 70th: unknown video;
+                // every 10th: the same body/at as its neighbour (identical rows)
+                let user = if i % 50 == 49 { 999 } else { 1 + i % 2 };
+                let video = if i % 70 == 69 { 4242 } else { 1 + i % 2 };
+                let (body, at) = if i % 10 == 1 {
+                    ("same".to_string(), 7)
+                } else {
+                    (format!("row {i}"), i)
+                };
+                let r = s.insert_annotation(video, user, &body, at).await;
+                if r.is_ok() {
+                    // committed before the call returned: another connection sees it
+                    let id = r.as_ref().map(|a| a.id).unwrap_or(0);
+                    let seen = s.annotations(video, id - 1, 1000).await.expect("list");
+                    assert!(seen.iter().any(|a| a.id == id), "row {i} not visible");
+                }
+                (i, user, video, body, at, r)
+            });
+        }
+        let mut ids = std::collections::HashSet::new();
+        let mut ok = 0;
+        while let Some(j) = set.join_next().await {
+            let (i, user, video, body, at, r) = j.expect("task");
+            match r {
+                Ok(a) => {
+                    assert!(user != 999 && video != 4242, "row {i} should have failed");
+                    assert_eq!(
+                        (a.video_id, a.user.id, a.body.as_str(), a.at),
+                        (video, user, body.as_str(), at)
+                    );
+                    assert_eq!(a.user.username, format!("user{user}"));
+                    assert!(ids.insert(a.id), "id {} handed out twice", a.id);
+                    ok += 1;
+                }
+                Err(StoreError::NotFound(what)) => {
+                    if user == 999 {
+                        assert_eq!(what, "user 999", "row {i}");
+                    } else {
+                        assert_eq!(video, 4242, "row {i}: {what}");
+                        assert_eq!(what, "video 4242", "row {i}");
+                    }
+                }
+                Err(e) => panic!("row {i}: {e}"),
+            }
+        }
+        // 8 unknown users + 5 unknown videos, one (i = 349) both
+        assert_eq!(ok, 400 - 12);
+        let mut listed = 0;
+        for v in [1, 2] {
+            listed += s.annotations(v, 0, 1000).await.expect("list").len();
+        }
+        assert_eq!(listed, ok, "exactly the acknowledged rows were committed");
+        s.close().await;
+    })
+    .await;
+}
