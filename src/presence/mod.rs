@@ -139,7 +139,10 @@ impl PresenceBuilder {
 
     /// The window from [`WINDOW_ENV`] when it holds a number of milliseconds.
     pub fn window_from_env(self) -> Self {
-        match std::env::var(WINDOW_ENV).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+        match std::env::var(WINDOW_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
             Some(ms) => self.window(Duration::from_millis(ms)),
             None => self,
         }
@@ -201,13 +204,9 @@ impl Presence {
     ) -> Result<String, PresenceError> {
         let meta = meta_map(meta.into())?;
         let owner = socket.channel_id();
-        let tracked = self.tracker.track(
-            socket.endpoint(),
-            &socket.topic,
-            owner,
-            key.as_ref(),
-            meta,
-        )?;
+        let tracked =
+            self.tracker
+                .track(socket.endpoint(), &socket.topic, owner, key.as_ref(), meta)?;
         if tracked.first_for_owner {
             socket.on_exit(UntrackOnExit {
                 tracker: Arc::downgrade(&self.tracker),

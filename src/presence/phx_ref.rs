@@ -4,7 +4,7 @@
 //! — 12 bytes, so always 16 characters of base64url without padding. Here: wall-clock
 //! nanoseconds, a 16-bit hash of (this node, the owning channel), and a 16-bit counter.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,10 +44,9 @@ impl RefGen {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let mut h = self.node.build_hasher();
-        owner.hash(&mut h);
+        let hash = self.node.hash_one(owner) as u16;
         let counter = self.counter.fetch_add(1, Ordering::Relaxed);
-        encode(ns, h.finish() as u16, counter)
+        encode(ns, hash, counter)
     }
 }
 

@@ -84,7 +84,8 @@ impl Pending {
     }
 
     fn join(&mut self, key: &str, meta: &Meta, phx_ref: &str) {
-        self.join_index.insert(phx_ref.to_string(), self.joins.len());
+        self.join_index
+            .insert(phx_ref.to_string(), self.joins.len());
         self.joins.push(Some(PendingJoin {
             key: key.to_string(),
             meta: meta.clone(),
@@ -265,7 +266,10 @@ impl TopicPresences {
     /// `get_by_key`: the metas under `key` as `{"metas": [...]}`, or `None`.
     pub fn get_by_key(&self, key: &str) -> Option<Value> {
         let metas = self.by_key.get(key)?;
-        let list: Vec<Value> = metas.iter().map(|t| Value::Object(t.meta.clone())).collect();
+        let list: Vec<Value> = metas
+            .iter()
+            .map(|t| Value::Object(t.meta.clone()))
+            .collect();
         Some(serde_json::json!({ "metas": list }))
     }
 

@@ -143,7 +143,8 @@ fn apply(state: &mut JsState, diff: &Diff) {
 #[test]
 fn track_lists_and_diffs_a_join() {
     let mut s = TopicPresences::new();
-    s.track(1, "42", meta(json!({"name": "a"})), "REF1").expect("track");
+    s.track(1, "42", meta(json!({"name": "a"})), "REF1")
+        .expect("track");
     let list = s.list();
     assert_eq!(
         Value::Object(list),
@@ -174,7 +175,8 @@ fn track_twice_by_the_same_owner_is_refused() {
 #[test]
 fn update_is_a_join_and_a_leave_in_one_diff_with_phx_ref_prev() {
     let mut s = TopicPresences::new();
-    s.track(1, "k", meta(json!({"name": "a"})), "R1").expect("track");
+    s.track(1, "k", meta(json!({"name": "a"})), "R1")
+        .expect("track");
     s.take_diff();
     let new = s
         .update(1, "k", meta(json!({"name": "b"})), "R2")
@@ -249,7 +251,10 @@ fn a_listed_join_keeps_its_leave() {
     let diff = s.take_diff().expect("diff");
     assert!(diff.joins.is_empty(), "{diff:?}");
     assert_eq!(refs(&diff.leaves, "a"), ["R1"]);
-    assert!(!diff.leaves.contains_key("b"), "R2 was never seen: {diff:?}");
+    assert!(
+        !diff.leaves.contains_key("b"),
+        "R2 was never seen: {diff:?}"
+    );
 
     let mut client = JsState::new();
     sync_state(&mut client, &listed);
@@ -356,7 +361,11 @@ fn clients_converge_whatever_the_windows_and_list_times() {
             diffs.push(d);
         }
         let truth = normalize_list(&s.snapshot());
-        assert_eq!(normalize_js(&per_event), truth, "seed {seed}: per-event client");
+        assert_eq!(
+            normalize_js(&per_event),
+            truth,
+            "seed {seed}: per-event client"
+        );
         let mut from_start = JsState::new();
         for d in &diffs {
             apply(&mut from_start, d);

@@ -40,7 +40,10 @@ struct TopicEntry {
 impl TopicEntry {
     /// Nothing tracked, pending, flushing or guarded: the entry can go.
     fn idle(&self) -> bool {
-        self.state.is_empty() && !self.state.has_pending() && !self.flushing && self.guarded.is_empty()
+        self.state.is_empty()
+            && !self.state.has_pending()
+            && !self.flushing
+            && self.guarded.is_empty()
     }
 }
 
@@ -166,7 +169,11 @@ impl Tracker {
         self.topics.lock().len()
     }
 
-    pub(crate) async fn fetch(&self, topic: &str, entries: Map<String, Value>) -> Map<String, Value> {
+    pub(crate) async fn fetch(
+        &self,
+        topic: &str,
+        entries: Map<String, Value>,
+    ) -> Map<String, Value> {
         match &self.fetch {
             Some(f) if !entries.is_empty() => f.call(topic, entries).await,
             _ => entries,

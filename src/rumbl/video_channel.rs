@@ -260,8 +260,11 @@ impl Channel for VideoChannel {
         if msg.is::<AfterJoin>() {
             // An anonymous socket (fixture mode only) watches without being listed.
             if let Some(user_id) = socket.get_assign("user_id").and_then(Value::as_i64) {
-                self.presence
-                    .track(socket, user_id.to_string(), json!({ "online_at": online_at() }))?;
+                self.presence.track(
+                    socket,
+                    user_id.to_string(),
+                    json!({ "online_at": online_at() }),
+                )?;
             }
             let list = self.presence.list(socket.topic()).await;
             socket.push("presence_state", list)?;
