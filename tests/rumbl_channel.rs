@@ -166,7 +166,9 @@ impl Client {
     }
 
     /// Reads until the reply to `ref_`; returns the frames that came before it (in order)
-    /// and the reply's status and response.
+    /// and the reply's status and response. Presence frames (`presence_state` after a join,
+    /// `presence_diff` as viewers come and go) arrive on their own schedule: they are kept in
+    /// `pending` but not counted in `before`.
     async fn reply(&mut self, ref_: &str) -> (Vec<Value>, String, Value) {
         let mut before = Vec::new();
         loop {
@@ -175,7 +177,9 @@ impl Client {
                 let status = f[4]["status"].as_str().expect("status").to_string();
                 return (before, status, f[4]["response"].clone());
             }
-            before.push(f.clone());
+            if f[3] != "presence_state" && f[3] != "presence_diff" {
+                before.push(f.clone());
+            }
             self.pending.push_back(f);
         }
     }
