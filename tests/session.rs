@@ -453,9 +453,12 @@ async fn heartbeats_every_30s_keep_a_socket_open() {
     assert!(t0.elapsed() >= Duration::from_secs(59));
 }
 
-/// The seed's 5-second `ping`. Runs on the real clock: under tokio's paused clock a push made
-/// by a timer task did not reach the in-process client (an open question, noted in the
-/// issue), so this test waits 10 real seconds instead.
+/// The seed's 5-second `ping`. Runs on the real clock: with tokio's paused clock, a frame
+/// that the server writes while the in-process client waits is seen by the client only at the
+/// next timer (auto-advance jumps virtual time before the client task reads its loopback
+/// socket: a broadcast sent at t=0 arrives at t=60 s, the idle timeout). Frames answering the
+/// client's own sends are unaffected, so the idle-timeout tests above keep the paused clock;
+/// this one waits 10 real seconds instead.
 #[tokio::test]
 async fn the_seed_ping_example_pushes_every_5s() {
     let s = server().await;
