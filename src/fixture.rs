@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use phx_protocol::etf::Term;
-use phx_protocol::token::MaxAge;
 use phx_protocol::Payload;
 use serde_json::{json, Value};
 
@@ -23,18 +22,15 @@ use crate::endpoint::Endpoint;
 use crate::presence::Presence;
 use crate::router::Router;
 use crate::rumbl::store::AnnotationStore;
-use crate::rumbl::VideoChannel;
+use crate::rumbl::{user_socket, VideoChannel};
 use crate::socket::{Assigns, ConnectError, ConnectInfo, Params, SocketHandler};
 
 /// The fixture's secret key base (68 bytes), fixed by the fixture contract.
 pub const SECRET_KEY_BASE: &str =
     "fixture-secret-key-base-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH";
 
-/// The salt of user socket tokens.
-pub const USER_SALT: &str = "user socket";
-
-/// Two weeks, the fixture's (and Rumbl's) token max_age.
-pub const MAX_AGE: MaxAge = MaxAge::Seconds(1_209_600);
+/// The salt and max_age of user socket tokens: the fixture's are Rumbl's.
+pub use crate::rumbl::user_socket::{MAX_AGE, USER_SALT};
 
 /// Applies the fixture's fixed settings (secret, endpoint host for check_origin).
 pub fn configure(mut config: Config) -> Config {
@@ -63,14 +59,6 @@ pub fn router_with_videos(store: Arc<dyn AnnotationStore>) -> Router {
 /// The fixture's UserSocket: `token` param or auth_token must verify when present.
 pub struct FixtureSocket;
 
-/// Verifies a user token with the endpoint's secret and returns the user id.
-pub fn verify_user_token(endpoint: &Endpoint, token: &str) -> Option<i64> {
-    endpoint
-        .verify_token(USER_SALT, token, Some(MAX_AGE))
-        .ok()
-        .and_then(|t| t.as_i64())
-}
-
 #[async_trait]
 impl SocketHandler for FixtureSocket {
     async fn connect(
@@ -79,15 +67,13 @@ impl SocketHandler for FixtureSocket {
         params: &Params,
         info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {
-        let token = match params.get("token") {
-            Some(Value::String(t)) => Some(t.as_str()),
-            Some(_) => return Err(ConnectError::Refused),
-            None => info.auth_token.as_deref(),
-        };
+        // Same token rules as the Rumbl UserSocket; only "no token" differs (anonymous here).
+        let token = user_socket::user_token(params, info)?;
         let mut assigns = Assigns::new();
         match token {
             Some(token) => {
-                let user_id = verify_user_token(endpoint, token).ok_or(ConnectError::Refused)?;
+                let user_id =
+                    user_socket::verify_user_token(endpoint, token).ok_or(ConnectError::Refused)?;
                 assigns.insert("user_id".into(), json!(user_id));
             }
             None => {

@@ -43,6 +43,20 @@ pub fn verify_user_token(endpoint: &Endpoint, token: &str) -> Option<i64> {
         .and_then(|term| term.as_i64())
 }
 
+/// The user token a client sent: the `token` param, or else the 1.8 `authToken`
+/// (`connect_info.auth_token`). A `token` param that is not a plain string (`token[]=x`) is
+/// refused rather than guessed about.
+pub fn user_token<'a>(
+    params: &'a Params,
+    info: &'a ConnectInfo,
+) -> Result<Option<&'a str>, ConnectError> {
+    match params.get("token") {
+        Some(Value::String(t)) => Ok(Some(t.as_str())),
+        Some(_) => Err(ConnectError::Refused),
+        None => Ok(info.auth_token.as_deref()),
+    }
+}
+
 #[async_trait]
 impl SocketHandler for UserSocket {
     async fn connect(
@@ -51,17 +65,9 @@ impl SocketHandler for UserSocket {
         params: &Params,
         info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {
-        let token = match params.get("token") {
-            Some(Value::String(t)) => t.as_str(),
-            // `token[]=x` or `token[a]=x`: not a token, and not worth guessing about.
-            Some(_) => return Err(ConnectError::Refused),
-            None => match info.auth_token.as_deref() {
-                Some(t) => t,
-                None => {
-                    tracing::debug!("UserSocket refused: no token");
-                    return Err(ConnectError::Refused);
-                }
-            },
+        let Some(token) = user_token(params, info)? else {
+            tracing::debug!("UserSocket refused: no token");
+            return Err(ConnectError::Refused);
         };
         let Some(user_id) = verify_user_token(endpoint, token) else {
             tracing::debug!("UserSocket refused: invalid or expired token");
