@@ -37,6 +37,8 @@ pub struct Mailbox<T> {
     state: Mutex<State<T>>,
     /// Wakes the single consumer; `notify_one` stores a permit, so no wake-up is lost.
     notify: Notify,
+    /// Wakes a producer waiting in [`Mailbox::room`] once a full queue gives up an item.
+    room: Notify,
     /// Upper bound on bounded items; control items bypass it.
     capacity: usize,
 }
@@ -51,6 +53,7 @@ impl<T> Mailbox<T> {
                 closed: false,
             }),
             notify: Notify::new(),
+            room: Notify::new(),
             capacity,
         }
     }
@@ -64,6 +67,22 @@ impl<T> Mailbox<T> {
             }
             if st.bounded >= self.capacity {
                 return Err(SendError::Full);
+            }
+            st.bounded += 1;
+            st.queue.push_back((item, true));
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queues a bounded item without refusing it: for a producer that waited for
+    /// [`Mailbox::room`] and must not drop what it sends if another producer raced it into the
+    /// last slot. It still counts against `capacity`, so the next producer waits.
+    pub fn send_counted(&self, item: T) -> Result<(), SendError> {
+        {
+            let mut st = self.state.lock();
+            if st.closed {
+                return Err(SendError::Closed);
             }
             st.bounded += 1;
             st.queue.push_back((item, true));
@@ -92,7 +111,11 @@ impl<T> Mailbox<T> {
     /// than a few hundred idle bytes on each of a hundred thousand sockets.
     pub fn take_all(&self) -> Drain<T> {
         let mut st = self.state.lock();
+        let was_full = st.bounded >= self.capacity;
         st.bounded = 0;
+        if was_full {
+            self.room.notify_waiters();
+        }
         Drain(std::mem::take(&mut st.queue))
     }
 
@@ -113,6 +136,9 @@ impl<T> Mailbox<T> {
                 let mut st = self.state.lock();
                 if let Some((item, bounded)) = st.queue.pop_front() {
                     if bounded {
+                        if st.bounded >= self.capacity {
+                            self.room.notify_waiters();
+                        }
                         st.bounded -= 1;
                     }
                     if st.queue.is_empty() {
@@ -142,6 +168,25 @@ impl<T> Mailbox<T> {
         }
     }
 
+    /// Completes when bounded room is left (or the mailbox is closed): the backpressure wait
+    /// of a producer that must not drop what it sends.
+    pub async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a slot freed between the check and the await is
+            // not missed (`notify_waiters` stores no permit).
+            notified.as_mut().enable();
+            {
+                let st = self.state.lock();
+                if st.bounded < self.capacity || st.closed {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Whether bounded room is left (used for backpressure before forwarding client messages).
     pub fn has_room(&self) -> bool {
         let st = self.state.lock();
@@ -152,6 +197,7 @@ impl<T> Mailbox<T> {
     pub fn close(&self) {
         self.state.lock().closed = true;
         self.notify.notify_one();
+        self.room.notify_waiters();
     }
 
     /// Whether `close` was called.
@@ -184,5 +230,55 @@ impl<T> Drain<T> {
     /// Whether nothing was taken.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_full_mailbox_refuses_then_wakes_the_waiting_producer_when_drained() {
+        let mb = Arc::new(Mailbox::new(2));
+        mb.send(1).expect("room");
+        mb.send(2).expect("room");
+        assert_eq!(mb.send(3), Err(SendError::Full));
+        // Control items are never refused for room.
+        mb.send_control(99).expect("control");
+        let waiter = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.room().await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "no room yet");
+        assert_eq!(mb.recv().await, Some(1));
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken once a slot is free")
+            .expect("task");
+        mb.send(3).expect("room again");
+        let taken: Vec<i32> = mb.take_all().collect();
+        assert_eq!(taken, vec![2, 99, 3]);
+        assert!(mb.is_empty());
+    }
+
+    #[tokio::test]
+    async fn closing_releases_a_waiting_producer_and_refuses_sends() {
+        let mb = Arc::new(Mailbox::new(1));
+        mb.send(1).expect("room");
+        let waiter = {
+            let mb = mb.clone();
+            tokio::spawn(async move { mb.room().await })
+        };
+        tokio::task::yield_now().await;
+        mb.close();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("released by close")
+            .expect("task");
+        assert_eq!(mb.send(2), Err(SendError::Closed));
+        assert_eq!(mb.recv().await, Some(1));
+        assert_eq!(mb.recv().await, None);
     }
 }

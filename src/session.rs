@@ -11,7 +11,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use phx_protocol::{Message, Payload, Reply};
 use serde_json::{json, Value};
@@ -304,9 +303,7 @@ impl Session {
             // dispatch the same message again.
             let inbox = entry.inbox.clone();
             return Some(Wait(Box::pin(async move {
-                while !inbox.mailbox.has_room() && !inbox.mailbox.is_closed() {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
+                inbox.mailbox.room().await;
                 Resume(ResumeKind::Room { msg })
             })));
         }
@@ -315,9 +312,9 @@ impl Session {
             ref_: msg.ref_.clone(),
             payload: msg.payload,
         };
-        // `send_control`: room was checked above; another producer racing us into the last
-        // slot must not make us drop a client message.
-        if entry.inbox.mailbox.send_control(item).is_err() {
+        // Room was checked above; `send_counted` still counts the message against the bound
+        // but never drops it if another producer raced us into the last slot.
+        if entry.inbox.mailbox.send_counted(item).is_err() {
             // The channel died and its exit notice is still queued: unmatched, as Phoenix
             // answers once the channel is gone.
             self.channels.remove(msg.topic.as_str());

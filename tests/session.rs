@@ -83,9 +83,44 @@ impl Channel for BadChannel {
     }
 }
 
+/// A channel whose `wait` event blocks until the test opens [`GATE`].
+#[derive(Default)]
+struct GateChannel;
+
+static GATE: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+fn gate() -> &'static tokio::sync::Semaphore {
+    GATE.get_or_init(|| tokio::sync::Semaphore::new(0))
+}
+
+#[async_trait]
+impl Channel for GateChannel {
+    async fn join(
+        &mut self,
+        _topic: &str,
+        _payload: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> Result<JoinReply, ChannelError> {
+        Ok(JoinReply::ok())
+    }
+
+    async fn handle_in(
+        &mut self,
+        event: &str,
+        payload: Payload,
+        _socket: &mut ChannelSocket,
+    ) -> Result<HandleResult, ChannelError> {
+        if event == "wait" {
+            gate().acquire().await?.forget();
+        }
+        Ok(HandleResult::Reply(Reply::Ok(payload)))
+    }
+}
+
 fn routes(r: phx_server::Router) -> phx_server::Router {
     r.channel("ticker:*", PingChannel::default)
         .channel("bad:*", BadChannel::default)
+        .channel("gate:*", GateChannel::default)
 }
 
 async fn server() -> Server {
@@ -531,4 +566,46 @@ async fn a_client_that_does_not_read_is_closed_and_counted_without_slowing_other
         }
     }
     assert!(frames < 2_000, "got {frames} frames");
+}
+
+#[tokio::test]
+async fn a_full_channel_inbox_stops_reading_the_socket_and_loses_nothing() {
+    let cfg = Config {
+        channel_inbox_capacity: 2,
+        ..Config::default()
+    };
+    let s = start(cfg, routes).await;
+    let mut ws = s.v2().await;
+    join(&mut ws, "1", "gate:1").await;
+    // The channel blocks on the first message; two more fill its inbox; the fourth must wait
+    // in the session, and the socket stops reading: the heartbeat behind it is not answered.
+    send(&mut ws, r#"["1","2","gate:1","wait",{}]"#).await;
+    for r in 3..=5 {
+        send(
+            &mut ws,
+            &format!(r#"["1","{r}","gate:1","ping",{{"n":{r}}}]"#),
+        )
+        .await;
+    }
+    send(&mut ws, r#"[null,"6","phoenix","heartbeat",{}]"#).await;
+    expect_none(&mut ws, 300).await;
+    // Open the gate: every message is handled, in order, and then the heartbeat.
+    gate().add_permits(1);
+    expect(
+        &mut ws,
+        r#"["1","2","gate:1","phx_reply",{"response":{},"status":"ok"}]"#,
+    )
+    .await;
+    let mut rest = Vec::new();
+    for _ in 0..4 {
+        rest.push(next_text(&mut ws).await);
+    }
+    for r in 3..=5 {
+        let reply =
+            format!(r#"["1","{r}","gate:1","phx_reply",{{"response":{{"n":{r}}},"status":"ok"}}]"#);
+        assert!(rest.contains(&reply), "missing {reply} in {rest:?}");
+    }
+    assert!(rest.contains(
+        &r#"[null,"6","phoenix","phx_reply",{"response":{},"status":"ok"}]"#.to_string()
+    ));
 }
