@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use phx_protocol::{Broadcast, Serializer};
+use phx_protocol::Serializer;
 
 use super::{BroadcastMsg, Interceptor};
 use crate::conn::{ConnHandle, OutFrame};
@@ -154,12 +154,7 @@ impl FrameCache {
             Serializer::V2 => &mut self.v2,
         };
         slot.get_or_insert_with(|| {
-            let b = Broadcast {
-                topic: msg.topic.to_string(),
-                event: msg.event.clone(),
-                payload: msg.payload.clone(),
-            };
-            match serializer.encode_broadcast(&b) {
+            match serializer.encode_broadcast_parts(&msg.topic, &msg.event, &msg.payload) {
                 Ok(frame) => OutFrame::from_frame(frame),
                 Err(e) => {
                     tracing::error!(topic = %msg.topic, event = %msg.event, "cannot encode broadcast: {e}");

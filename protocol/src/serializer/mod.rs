@@ -181,23 +181,34 @@ impl Serializer {
 
     /// Encodes a fastlane broadcast once; clone the returned frame for each subscriber.
     pub fn encode_broadcast(self, bcast: &Broadcast) -> Result<Frame, EncodeError> {
-        match (self, &bcast.payload) {
+        self.encode_broadcast_parts(&bcast.topic, &bcast.event, &bcast.payload)
+    }
+
+    /// [`Serializer::encode_broadcast`] from borrowed parts, so a server that keeps the
+    /// broadcast in its own type need not copy the payload into a [`Broadcast`] first.
+    pub fn encode_broadcast_parts(
+        self,
+        topic: &str,
+        event: &str,
+        payload: &Payload,
+    ) -> Result<Frame, EncodeError> {
+        match (self, payload) {
             (Serializer::V1, Payload::Json(payload)) => Ok(Frame::Text(v1::encode(
                 &serde_json::Value::Null,
-                &bcast.topic,
-                &bcast.event,
+                topic,
+                event,
                 payload,
             ))),
             (Serializer::V2, Payload::Json(payload)) => Ok(Frame::Text(v2::encode(
                 &serde_json::Value::Null,
                 &serde_json::Value::Null,
-                &bcast.topic,
-                &bcast.event,
+                topic,
+                event,
                 payload,
             ))),
             (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryUnsupported),
             (Serializer::V2, Payload::Binary(data)) => {
-                binary::encode_broadcast(&bcast.topic, &bcast.event, data).map(Frame::Binary)
+                binary::encode_broadcast(topic, event, data).map(Frame::Binary)
             }
         }
     }
