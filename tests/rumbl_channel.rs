@@ -6,6 +6,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and drop it afterwards. If Postgres is
 //! unreachable they FAIL: a skipped database test must never count as a pass.
 
+mod common_pg;
+use common_pg::{admin_url, url_for};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -533,27 +535,6 @@ impl Drop for TempDir {
 async fn sqlite_store(dir: &TempDir) -> Store {
     let url = format!("sqlite://{}", dir.0.join("rumbl.sqlite3").display());
     store::open(Some(&url), 2).await.expect("open sqlite")
-}
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// `admin` with its database name replaced by `db` (query string kept).
-fn url_for(admin: &str, db: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{host_part}/{db}{query}")
 }
 
 async fn pg_admin() -> tokio_postgres::Client {

@@ -9,6 +9,8 @@
 #[path = "store_contract.rs"]
 mod contract;
 
+mod common_pg;
+use common_pg::{admin_url, url_for};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -18,27 +20,6 @@ use phx_server::rumbl::store::{
     StoreOptions,
 };
 use tokio_postgres::{Client, NoTls};
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
-
-/// `admin` with its database name replaced by `db` (query string kept).
-fn url_for(admin: &str, db: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (admin, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{host_part}/{db}{query}")
-}
 
 async fn connect(url: &str) -> Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
