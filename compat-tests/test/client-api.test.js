@@ -3,8 +3,6 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
-import { Socket } from "phoenix";
 
 import {
   SOCKET_ENDPOINT,
@@ -15,91 +13,12 @@ import {
   restartCommand,
   runRestart,
 } from "../lib/server.js";
+import { recorder, mkSocket, connected, result } from "../lib/client.js";
 
 const T = { timeout: 60000 };
-const WAIT = 5000;
 
 // ------------------------------------------------------------------------------------------------
 // helpers
-
-/** Records calls; `wait(n)` resolves once n calls happened. */
-function recorder(name) {
-  const calls = [];
-  let waiters = [];
-  const fn = (...args) => {
-    calls.push(args);
-    const still = [];
-    for (const w of waiters) {
-      if (calls.length >= w.n) w.resolve(calls.slice());
-      else still.push(w);
-    }
-    waiters = still;
-  };
-  fn.calls = calls;
-  fn.wait = (n = 1, ms = WAIT) =>
-    new Promise((resolve, reject) => {
-      if (calls.length >= n) return resolve(calls.slice());
-      const w = { n, resolve };
-      const timer = setTimeout(() => {
-        waiters = waiters.filter((x) => x !== w);
-        reject(new Error(`${name}: expected ${n} call(s) within ${ms} ms, got ${calls.length}: ${JSON.stringify(calls)}`));
-      }, ms);
-      w.resolve = (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      };
-      waiters.push(w);
-    });
-  return fn;
-}
-
-/** A phoenix Socket on ws; disconnected (channels left) when the test ends. */
-function mkSocket(t, opts = {}) {
-  const socket = new Socket(SOCKET_ENDPOINT, {
-    transport: WebSocket,
-    reconnectAfterMs: () => 100,
-    rejoinAfterMs: () => 500,
-    ...opts,
-  });
-  t.after(() => shutdown(socket));
-  return socket;
-}
-
-function shutdown(socket) {
-  return new Promise((resolve) => {
-    for (const c of socket.channels.slice()) {
-      try {
-        c.leave(500);
-      } catch {
-        /* ignore */
-      }
-    }
-    const done = setTimeout(resolve, 3000);
-    socket.disconnect(() => {
-      clearTimeout(done);
-      resolve();
-    });
-  });
-}
-
-/** connect() and wait for the first open. */
-async function connected(socket) {
-  const opened = recorder("socket.onOpen");
-  socket.onOpen(opened);
-  socket.connect();
-  await opened.wait(1);
-  return socket;
-}
-
-/** Push → Promise<{status, response}> (ok/error/timeout). */
-function result(push) {
-  return new Promise((resolve) => {
-    push
-      .receive("ok", (response) => resolve({ status: "ok", response }))
-      .receive("error", (response) => resolve({ status: "error", response }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
-}
 
 async function joined(socket, topic, params = {}) {
   const ch = socket.channel(topic, params);

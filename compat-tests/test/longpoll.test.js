@@ -9,9 +9,13 @@
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { Socket, LongPoll } from "phoenix";
+import { LongPoll } from "phoenix";
 
 import { HTTP_URL, SOCKET_ENDPOINT, fixtureToken, broadcast, uniqTopic, sleep } from "../lib/server.js";
+import { recorder, mkSocket as mkAnySocket, connected, result } from "../lib/client.js";
+
+/** The official client on LongPoll. */
+const mkSocket = (t, opts = {}) => mkAnySocket(t, { transport: LongPoll, rejoinAfterMs: () => 300, ...opts });
 
 const WINDOW = Number(process.env.PHX_LP_WINDOW_MS || 10000);
 const T = { timeout: 60000 + 4 * WINDOW };
@@ -170,75 +174,6 @@ describe("LongPoll raw HTTP (§13.35–39)", () => {
 
 // ------------------------------------------------------------------------------------------------
 // the official client
-
-/** Records calls; `wait(n)` resolves once n calls happened. */
-function recorder(name) {
-  const calls = [];
-  let waiters = [];
-  const fn = (...args) => {
-    calls.push(args);
-    waiters = waiters.filter((w) => {
-      if (calls.length >= w.n) {
-        w.resolve(calls.slice());
-        return false;
-      }
-      return true;
-    });
-  };
-  fn.calls = calls;
-  fn.wait = (n = 1, ms = WAIT) =>
-    new Promise((resolve, reject) => {
-      if (calls.length >= n) return resolve(calls.slice());
-      const w = { n };
-      const timer = setTimeout(() => {
-        waiters = waiters.filter((x) => x !== w);
-        reject(new Error(`${name}: expected ${n} call(s) within ${ms} ms, got ${calls.length}`));
-      }, ms);
-      w.resolve = (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      };
-      waiters.push(w);
-    });
-  return fn;
-}
-
-function mkSocket(t, opts = {}) {
-  const socket = new Socket(SOCKET_ENDPOINT, {
-    transport: LongPoll,
-    reconnectAfterMs: () => 100,
-    rejoinAfterMs: () => 300,
-    ...opts,
-  });
-  t.after(
-    () =>
-      new Promise((resolve) => {
-        const done = setTimeout(resolve, 3000);
-        socket.disconnect(() => {
-          clearTimeout(done);
-          resolve();
-        });
-      }),
-  );
-  return socket;
-}
-
-async function connected(socket) {
-  const opened = recorder("socket.onOpen");
-  socket.onOpen(opened);
-  socket.connect();
-  await opened.wait(1);
-  return socket;
-}
-
-function result(push) {
-  return new Promise((resolve) => {
-    push
-      .receive("ok", (response) => resolve({ status: "ok", response }))
-      .receive("error", (response) => resolve({ status: "error", response }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
-}
 
 describe("official client over LongPoll", () => {
   test("client/LP: join, push/reply, receive a broadcast, leave", T, async (t) => {

@@ -9,11 +9,11 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
-import { Socket, Presence } from "phoenix";
+import { Presence } from "phoenix";
 
 import { SOCKET_ENDPOINT, fixtureToken, uniqTopic, sleep } from "../lib/server.js";
 import { connect, socketUrl, show } from "../lib/raw.js";
+import { mkSocket } from "../lib/client.js";
 
 const T = { timeout: 60000 };
 const WAIT = 5000;
@@ -21,35 +21,6 @@ const REF = /^[A-Za-z0-9_-]{16}$/;
 
 // ------------------------------------------------------------------------------------------------
 // helpers
-
-/** A phoenix Socket on ws; channels left and socket disconnected when the test ends. */
-function mkSocket(t, opts = {}) {
-  const socket = new Socket(SOCKET_ENDPOINT, {
-    transport: WebSocket,
-    reconnectAfterMs: () => 100,
-    rejoinAfterMs: () => 500,
-    ...opts,
-  });
-  t.after(() => shutdown(socket));
-  return socket;
-}
-
-function shutdown(socket) {
-  return new Promise((resolve) => {
-    for (const c of socket.channels.slice()) {
-      try {
-        c.leave(500);
-      } catch {
-        /* ignore */
-      }
-    }
-    const done = setTimeout(resolve, 3000);
-    socket.disconnect(() => {
-      clearTimeout(done);
-      resolve();
-    });
-  });
-}
 
 /** Resolves once `cond()` holds (checked every 10 ms); rejects with `what()` after ms. */
 async function until(cond, what, ms = WAIT) {

@@ -12,6 +12,7 @@ import WebSocket from "ws";
 import { Socket } from "phoenix";
 
 import { SOCKET_ENDPOINT, fixtureToken, sleep, restartCommand, runRestart } from "../lib/server.js";
+import { mkSocket, result, shutdown } from "../lib/client.js";
 
 const T = { timeout: 60000 };
 const WAIT = 5000;
@@ -27,42 +28,7 @@ const randomUser = () => 100_000 + Math.floor(Math.random() * 1_000_000);
 /** An authenticated phoenix Socket on ws; disconnected when the test ends. */
 async function userSocket(t, userId, opts = {}) {
   const token = await fixtureToken(userId);
-  const socket = new Socket(SOCKET_ENDPOINT, {
-    transport: WebSocket,
-    params: { token },
-    reconnectAfterMs: () => 100,
-    rejoinAfterMs: () => 300,
-    ...opts,
-  });
-  t.after(() => shutdown(socket));
-  return socket;
-}
-
-function shutdown(socket) {
-  return new Promise((resolve) => {
-    for (const c of socket.channels.slice()) {
-      try {
-        c.leave(500);
-      } catch {
-        /* ignore */
-      }
-    }
-    const done = setTimeout(resolve, 3000);
-    socket.disconnect(() => {
-      clearTimeout(done);
-      resolve();
-    });
-  });
-}
-
-/** Push → Promise<{status, response}>. */
-function result(push) {
-  return new Promise((resolve) => {
-    push
-      .receive("ok", (response) => resolve({ status: "ok", response }))
-      .receive("error", (response) => resolve({ status: "error", response }))
-      .receive("timeout", () => resolve({ status: "timeout" }));
-  });
+  return mkSocket(t, { params: { token }, rejoinAfterMs: () => 300, ...opts });
 }
 
 /** Resolves when `pred()` holds (polled), or rejects after `ms`. */
