@@ -208,9 +208,15 @@ impl Endpoint {
         key
     }
 
-    /// `Phoenix.Token.sign(endpoint, salt, data)` (max_age 86400 s embedded).
+    /// `Phoenix.Token.sign(endpoint, salt, data)` (max_age 86400 s embedded, Phoenix's default).
     pub fn sign_token(&self, salt: &str, data: &Term) -> String {
-        token::sign(&self.key(salt), data, now_ms(), MaxAge::Seconds(86_400))
+        self.sign_token_with(salt, data, MaxAge::Seconds(86_400))
+    }
+
+    /// `Phoenix.Token.sign(endpoint, salt, data, max_age: max_age)`: the token records its own
+    /// lifetime, which a verifier uses when it passes no max_age of its own.
+    pub fn sign_token_with(&self, salt: &str, data: &Term, max_age: MaxAge) -> String {
+        token::sign(&self.key(salt), data, now_ms(), max_age)
     }
 
     /// `Phoenix.Token.verify(endpoint, salt, token, max_age: max_age)`.
@@ -296,4 +302,31 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_max_age_is_the_one_a_verifier_without_its_own_uses() {
+        let ep = Endpoint::builder(Config::default()).build();
+        let data = Term::Int(7);
+        let expired = ep.sign_token_with("s", &data, MaxAge::Seconds(0));
+        assert_eq!(
+            ep.verify_token("s", &expired, None),
+            Err(TokenError::Expired)
+        );
+        let forever = ep.sign_token_with("s", &data, MaxAge::Infinity);
+        assert_eq!(ep.verify_token("s", &forever, None), Ok(data.clone()));
+        // The verifier's own max_age overrides the embedded one.
+        assert_eq!(
+            ep.verify_token("s", &expired, Some(MaxAge::Seconds(60))),
+            Ok(data)
+        );
+        assert_eq!(
+            ep.verify_token("other", &forever, None),
+            Err(TokenError::Invalid)
+        );
+    }
 }

@@ -347,7 +347,11 @@ async fn login(
         return Ok((StatusCode::UNAUTHORIZED, Html(render_login(&users, next))).into_response());
     };
     tracing::info!(user_id = user.id, username = %user.username, "logged in");
-    let token = pages.endpoint.sign_token(SESSION_SALT, &Term::Int(user.id));
+    let token = pages.endpoint.sign_token_with(
+        SESSION_SALT,
+        &Term::Int(user.id),
+        MaxAge::Seconds(SESSION_MAX_AGE_SECS),
+    );
     let cookie = format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_MAX_AGE_SECS}"
     );
