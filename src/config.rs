@@ -81,6 +81,22 @@ pub struct Config {
     /// `SOCKET_TRANSPORTS`: the transports `serve` mounts on the Rumbl `/socket`, a comma list
     /// of `websocket` and `longpoll` (default both). The fixture always mounts both.
     pub socket_transports: SocketOptions,
+    // --- core: per-socket bounds and rate limits (issue 10) ---
+    /// Bytes of frames a socket may have queued before it is closed as too slow
+    /// (`OUTBOX_MAX_BYTES`, default 4 MiB; a single larger frame still goes into an empty queue).
+    pub outbox_max_bytes: usize,
+    /// Bytes of client messages a channel may have queued before the socket stops reading
+    /// (`CHANNEL_INBOX_MAX_BYTES`, default 2 MiB; one larger message still fits an empty inbox).
+    pub channel_inbox_max_bytes: usize,
+    /// LongPoll: bytes of frames a session may hold between polls (`LP_MAX_BUFFERED_BYTES`,
+    /// default 4 MiB); over it the session is closed, as with `LP_MAX_BUFFERED`.
+    pub lp_max_buffered_bytes: usize,
+    /// Joins a socket may start per second, after a burst of `max_channels`
+    /// (`MAX_JOINS_PER_SEC`, default 10; 0 = unlimited). Over it: join error "rate limited".
+    pub max_joins_per_sec: u32,
+    /// Messages a socket may send per second, after a burst of as many (`MAX_MESSAGES_PER_SEC`,
+    /// default 1000; 0 = unlimited). Over it: error reply "rate limited", not processed.
+    pub max_messages_per_sec: u32,
 }
 
 /// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
@@ -115,6 +131,11 @@ impl Default for Config {
             lp_max_buffered: 1024,
             lp_max_sessions: 20_000,
             socket_transports: SocketOptions::default(),
+            outbox_max_bytes: 4 << 20,
+            channel_inbox_max_bytes: 2 << 20,
+            lp_max_buffered_bytes: 4 << 20,
+            max_joins_per_sec: 10,
+            max_messages_per_sec: 1000,
         }
     }
 }
@@ -137,6 +158,20 @@ fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, 
         }),
         _ => Ok(default),
     }
+}
+
+/// A size that must be at least 1 (a queue of 0 frames would close every socket on its first
+/// frame).
+fn env_positive(name: &'static str, default: usize) -> Result<usize, ConfigError> {
+    let v: usize = env_parse(name, default)?;
+    if v == 0 {
+        return Err(ConfigError {
+            name,
+            value: v.to_string(),
+            why: "must be at least 1",
+        });
+    }
+    Ok(v)
 }
 
 impl Config {
@@ -184,7 +219,7 @@ impl Config {
                 d.idle_timeout.as_millis() as u64,
             )?),
             max_channels: env_parse("MAX_CHANNELS", d.max_channels)?,
-            outbox_capacity: env_parse("OUTBOX_CAPACITY", d.outbox_capacity)?,
+            outbox_capacity: env_positive("OUTBOX_CAPACITY", d.outbox_capacity)?,
             channel_inbox_capacity: d.channel_inbox_capacity,
             ws_read_buffer: d.ws_read_buffer,
             ws_write_buffer: d.ws_write_buffer,
@@ -213,6 +248,14 @@ impl Config {
                 })?,
                 _ => d.socket_transports,
             },
+            outbox_max_bytes: env_positive("OUTBOX_MAX_BYTES", d.outbox_max_bytes)?,
+            channel_inbox_max_bytes: env_positive(
+                "CHANNEL_INBOX_MAX_BYTES",
+                d.channel_inbox_max_bytes,
+            )?,
+            lp_max_buffered_bytes: env_positive("LP_MAX_BUFFERED_BYTES", d.lp_max_buffered_bytes)?,
+            max_joins_per_sec: env_parse("MAX_JOINS_PER_SEC", d.max_joins_per_sec)?,
+            max_messages_per_sec: env_parse("MAX_MESSAGES_PER_SEC", d.max_messages_per_sec)?,
         })
     }
 }

@@ -9,12 +9,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
 use phx_protocol::{Broadcast, EncodeError, Frame, Message, Reply, Serializer};
 use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::mailbox::{Mailbox, SendError};
+use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::metrics::Metrics;
 
 /// An encoded frame as the transport writes it. Cloning is a reference-count bump, so one
@@ -44,6 +44,19 @@ impl OutFrame {
             OutFrame::Binary(_) => None,
         }
     }
+
+    /// The frame's size in bytes (what it weighs in a socket's outbound queue).
+    pub fn len(&self) -> usize {
+        match self {
+            OutFrame::Text(t) => t.len(),
+            OutFrame::Binary(b) => b.len(),
+        }
+    }
+
+    /// Whether the frame is empty (never, for a Phoenix frame).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A WebSocket close code with the reason we document for it (README, "Close codes").
@@ -67,6 +80,11 @@ impl CloseCode {
     pub const DRAIN: CloseCode = CloseCode(1012, "draining");
     /// The client did not read its frames fast enough and the outbound queue filled up.
     pub const OVERFLOW: CloseCode = CloseCode(1013, "outbound queue full");
+    /// A frame broke a documented limit (a field longer than 255 bytes, a ref that is not a
+    /// string, an integer or null).
+    pub const POLICY: CloseCode = CloseCode(1008, "policy violation");
+    /// A WebSocket protocol error (unmasked client frame, bad opcode, bad close code, ...).
+    pub const PROTOCOL: CloseCode = CloseCode(1002, "protocol error");
 }
 
 /// What the transport's writer finds in the outbound queue.
@@ -85,6 +103,9 @@ pub enum Outgoing {
     },
     /// Close the connection with this code after writing what precedes it.
     Close(CloseCode),
+    /// The endpoint is draining: stop reading, let every channel finish what it already
+    /// received (its replies are queued), then close with 1012.
+    Drain,
 }
 
 /// One connected socket, as seen from outside its transport task.
@@ -96,6 +117,8 @@ pub struct ConnHandle {
     /// Set once the socket is being closed (overflow, disconnect, drain), so that a flood of
     /// pushes after overflow does not queue a close per push.
     closing: AtomicBool,
+    /// Set once a drain was asked for, so it is queued once.
+    draining: AtomicBool,
     /// Wakes a writer blocked on a client that does not read, so a close can take effect.
     kill: Notify,
     /// Counters shared by the endpoint.
@@ -103,12 +126,13 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    /// A handle for a new socket with an outbound queue of `capacity` frames.
-    pub fn new(serializer: Serializer, capacity: usize, metrics: Arc<Metrics>) -> Self {
+    /// A handle for a new socket whose outbound queue holds at most `bounds` (frames, bytes).
+    pub fn new(serializer: Serializer, bounds: Bounds, metrics: Arc<Metrics>) -> Self {
         ConnHandle {
-            outbox: Mailbox::new(capacity),
+            outbox: Mailbox::new(bounds),
             serializer,
             closing: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             kill: Notify::new(),
             metrics,
         }
@@ -137,13 +161,16 @@ impl ConnHandle {
     /// Queues an encoded frame. Returns false if the socket is gone or was just closed for
     /// overflow; callers treat that like a message to a dead process: dropped.
     pub fn send_frame(&self, frame: OutFrame) -> bool {
-        match self.outbox.send(Outgoing::Frame(frame)) {
+        let weight = frame.len();
+        match self.outbox.send(Outgoing::Frame(frame), weight) {
             Ok(()) => true,
             Err(SendError::Closed) => false,
             Err(SendError::Full) => {
                 if !self.closing.swap(true, Ordering::Relaxed) {
                     self.metrics.overflow_closes.inc();
-                    tracing::warn!("closing a socket whose outbound queue is full (slow client)");
+                    crate::warn_limited!(
+                        "closing a socket whose outbound queue is full (slow client)"
+                    );
                     let _ = self
                         .outbox
                         .send_control(Outgoing::Close(CloseCode::OVERFLOW));
@@ -158,6 +185,14 @@ impl ConnHandle {
     pub fn close(&self, code: CloseCode) {
         if !self.closing.swap(true, Ordering::Relaxed) {
             let _ = self.outbox.send_control(Outgoing::Close(code));
+        }
+    }
+
+    /// Asks the transport to drain the socket (Phoenix's drainer): no more client frames are
+    /// read, channels finish what they already received, then the socket closes with 1012.
+    pub fn drain(&self) {
+        if !self.closing.load(Ordering::Relaxed) && !self.draining.swap(true, Ordering::Relaxed) {
+            let _ = self.outbox.send_control(Outgoing::Drain);
         }
     }
 

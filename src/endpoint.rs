@@ -11,7 +11,7 @@ use phx_protocol::Payload;
 use rand::Rng;
 
 use crate::config::Config;
-use crate::conn::{CloseCode, ConnHandle};
+use crate::conn::ConnHandle;
 use crate::metrics::Metrics;
 use crate::pubsub::{BroadcastMsg, LocalPubSub, PubSub};
 use crate::router::Router;
@@ -253,7 +253,8 @@ impl Endpoint {
         self.inner.live.len()
     }
 
-    /// Phoenix's drainer: closes every live socket with 1012 in batches of
+    /// Phoenix's drainer: drains every live socket (see [`ConnHandle::drain`]: replies to
+    /// messages already received go out first, then close 1012) in batches of
     /// `drain_batch_size`, each batch spread over `drain_interval` in random order so that reconnecting
     /// clients do not all arrive at once, and returns when all are gone or `drain_max` passed.
     pub async fn drain(&self) {
@@ -283,7 +284,9 @@ impl Endpoint {
                     tokio::time::sleep_until(when.min(deadline)).await;
                 }
                 if let Some(conn) = self.inner.live.get(&id) {
-                    conn.close(CloseCode::DRAIN);
+                    // Not an immediate close: the socket stops reading, lets its channels
+                    // answer what they already received, then closes with 1012.
+                    conn.drain();
                 }
             }
             if tokio::time::Instant::now() >= deadline {

@@ -5,9 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::body::Body;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, RawQuery};
+use axum::extract::{ConnectInfo, RawQuery, Request};
 use axum::http::{HeaderMap, Method};
 use axum::routing::{any, get};
 use axum::Router;
@@ -30,12 +28,8 @@ pub fn router(endpoint: &Endpoint) -> Router {
             app = app.route(
                 &format!("{}/websocket", mount.path),
                 any(
-                    move |method: Method,
-                          RawQuery(query): RawQuery,
-                          headers: HeaderMap,
-                          ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                          upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>| {
-                        websocket::handle(ep, m, method, query, headers, Some(peer), upgrade)
+                    move |ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request| {
+                        websocket::handle(ep, m, Some(peer), req)
                     },
                 ),
             );

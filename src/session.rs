@@ -1,26 +1,59 @@
 //! The per-connection state machine: spec §3's dispatch rules and §4's lifecycle, knowing
 //! nothing about the transport that carries the frames.
 //!
-//! A transport feeds decoded messages to [`Session::dispatch`]. Most rules complete at once;
-//! a join (which Phoenix runs synchronously in the socket process) and forwarding to a channel
-//! whose inbox is full return a [`Wait`]: the transport must stop feeding messages until the
+//! A transport feeds the frames it receives to [`Session::handle_frame`], which decodes them
+//! with the socket's serializer, checks the documented limits (field sizes, rate limits) and
+//! applies the dispatch rules; a frame that cannot be decoded or breaks a limit comes back as a
+//! [`FrameError`] that the transport turns into its close code. Most rules complete at once; a
+//! join (which Phoenix runs synchronously in the socket process) and forwarding to a channel
+//! whose inbox is full return a [`Wait`]: the transport must stop feeding frames until the
 //! wait completes and is handed to [`Session::resume`], while it keeps writing frames out.
 //! Channel exits reach the session through the socket's outbound queue
 //! ([`Outgoing::ChannelExited`](crate::conn::Outgoing)), in order with the frames.
+//!
+//! Limits a client meets here (README, "Limits and failure behaviour"): every message takes a
+//! token from the socket's message bucket (`MAX_MESSAGES_PER_SEC`) and every join one from its
+//! join bucket (`MAX_JOINS_PER_SEC`, burst `MAX_CHANNELS`); an empty bucket gets an error reply
+//! `{"reason":"rate limited"}` and the message is not processed. Client messages count against
+//! their channel's inbox bounds by their size on the wire — `phx_leave` included — so a flood
+//! stops the socket being read (TCP backpressure) instead of growing memory.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use phx_protocol::{Message, Payload, Reply};
+use phx_protocol::{DecodeError, FrameRef, Message, Payload, Reply};
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use crate::channel::server::{self, ChannelInbox, ChannelMsg, JoinRequest};
 use crate::channel::StopReason;
-use crate::conn::ConnHandle;
+use crate::conn::{CloseCode, ConnHandle};
 use crate::endpoint::{Endpoint, SocketMount};
 use crate::pubsub::{Subscriber, SubscriberKind};
+use crate::rate::{Rate, TokenBucket};
 use crate::socket::Assigns;
+
+/// Why a received frame ends the connection (the transport's close code).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Not a Phoenix message for this serializer (WebSocket close 1011).
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] DecodeError),
+    /// A decoded message breaks a documented limit (WebSocket close 1008).
+    #[error("policy violation: {0}")]
+    Policy(#[from] phx_protocol::limits::LimitError),
+}
+
+impl FrameError {
+    /// The WebSocket close code documented for this error.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            FrameError::Malformed(_) => CloseCode::MALFORMED,
+            FrameError::Policy(_) => CloseCode::POLICY,
+        }
+    }
+}
 
 /// A joined (or leaving) channel, as the session knows it.
 struct Entry {
@@ -92,7 +125,9 @@ enum ResumeKind {
     },
     Room {
         msg: Message,
+        weight: usize,
     },
+    Drained,
 }
 
 /// One connected socket's channels.
@@ -111,6 +146,10 @@ pub struct Session {
     id_subscription: Option<u64>,
     /// topic → channel.
     channels: Channels,
+    /// `MAX_MESSAGES_PER_SEC`: every message takes a token.
+    messages: TokenBucket,
+    /// `MAX_JOINS_PER_SEC`: every join takes a token too.
+    joins: TokenBucket,
 }
 
 impl Session {
@@ -134,6 +173,13 @@ impl Session {
             );
             id
         });
+        let (messages, joins) = {
+            let cfg = endpoint.config();
+            (
+                TokenBucket::full(message_rate(cfg)),
+                TokenBucket::full(join_rate(cfg)),
+            )
+        };
         Session {
             endpoint,
             mount,
@@ -142,6 +188,8 @@ impl Session {
             socket_id,
             id_subscription,
             channels: Channels::default(),
+            messages,
+            joins,
         }
     }
 
@@ -178,8 +226,36 @@ impl Session {
         );
     }
 
-    /// Applies the dispatch rules of spec §3 to one client message.
-    pub fn dispatch(&mut self, msg: Message) -> Option<Wait> {
+    /// Decodes a received frame with the socket's serializer, checks the documented field
+    /// limits and dispatches it. `Err` means the connection must close (the transport sends
+    /// [`FrameError::close_code`]).
+    pub fn handle_frame(&mut self, frame: FrameRef<'_>) -> Result<Option<Wait>, FrameError> {
+        let weight = match frame {
+            FrameRef::Text(t) => t.len(),
+            FrameRef::Binary(b) => b.len(),
+        };
+        let msg = self.conn.serializer().decode(frame)?;
+        phx_protocol::limits::check_client_message(&msg)?;
+        Ok(self.dispatch(msg, weight))
+    }
+
+    /// Applies the dispatch rules of spec §3 to one decoded client message of `weight` bytes on
+    /// the wire, after the socket's message rate limit.
+    pub fn dispatch(&mut self, msg: Message, weight: usize) -> Option<Wait> {
+        let rate = message_rate(self.endpoint.config());
+        if !self.messages.take(rate) {
+            crate::warn_limited!(
+                per_sec = rate.per_sec,
+                "rate limited a socket's message (MAX_MESSAGES_PER_SEC)"
+            );
+            self.rate_limited(&msg);
+            return None;
+        }
+        self.route(msg, weight)
+    }
+
+    /// The dispatch rules, once the message was admitted.
+    fn route(&mut self, msg: Message, weight: usize) -> Option<Wait> {
         // Rule 1: heartbeat, whatever its join_ref and whatever is joined.
         if msg.topic == "phoenix" && msg.event == "heartbeat" {
             self.reply(Value::Null, msg.ref_, "phoenix", "ok", json!({}));
@@ -187,12 +263,26 @@ impl Session {
         }
         match msg.event.as_str() {
             "phx_join" => self.join(msg),
-            "phx_leave" => {
-                self.leave(msg);
-                None
-            }
-            _ => self.forward(msg),
+            "phx_leave" => self.leave(msg, weight),
+            _ => self.forward(msg, weight),
         }
+    }
+
+    /// The error reply for a message refused by a rate limit. A heartbeat's keeps the
+    /// heartbeat reply's shape (join_ref null); the JS client only matches its ref.
+    fn rate_limited(&self, msg: &Message) {
+        let join_ref = if msg.topic == "phoenix" && msg.event == "heartbeat" {
+            Value::Null
+        } else {
+            msg.join_ref.clone()
+        };
+        self.reply(
+            join_ref,
+            msg.ref_.clone(),
+            &msg.topic,
+            "error",
+            json!({"reason": "rate limited"}),
+        );
     }
 
     fn join(&mut self, msg: Message) -> Option<Wait> {
@@ -201,6 +291,30 @@ impl Session {
             self.unmatched(&msg);
             return None;
         };
+        // Rule 2b: channel cap (a duplicate join replaces a channel, it adds none). Checked
+        // before the join rate limit, so a refused join costs no token.
+        let duplicate = self.channels.get(&msg.topic).is_some();
+        if !duplicate && self.channels.len() >= self.endpoint.config().max_channels {
+            self.reply(
+                msg.join_ref.clone(),
+                msg.ref_.clone(),
+                &msg.topic,
+                "error",
+                json!({"reason": "too many channels joined"}),
+            );
+            return None;
+        }
+        // Before anything is stopped or started: a rate-limited duplicate join leaves the
+        // current channel alone.
+        let rate = join_rate(self.endpoint.config());
+        if !self.joins.take(rate) {
+            crate::warn_limited!(
+                per_sec = rate.per_sec,
+                "rate limited a socket's join (MAX_JOINS_PER_SEC)"
+            );
+            self.rate_limited(&msg);
+            return None;
+        }
         let topic: Arc<str> = msg.topic.as_str().into();
         // Rule 3: duplicate join. Stop the old channel (no frames from it), and after the new
         // join reply send phx_close for the old join_ref — unless the old one was leaving and
@@ -218,18 +332,7 @@ impl Session {
                 close_old = Some(old.join_ref);
             }
         }
-        // Rule 2b: channel cap.
-        if self.channels.len() >= self.endpoint.config().max_channels {
-            self.reply(
-                msg.join_ref.clone(),
-                msg.ref_.clone(),
-                &msg.topic,
-                "error",
-                json!({"reason": "too many channels joined"}),
-            );
-            return None;
-        }
-        tracing::info!(topic = %topic, channel = name, "JOIN");
+        tracing::debug!(topic = %topic, channel = name, "JOIN");
         let id = self.endpoint.next_id();
         // The channel's own join_ref is `join_ref || ref`; the session stores the message's.
         let channel_join_ref = if msg.join_ref.is_null() {
@@ -266,13 +369,21 @@ impl Session {
         })))
     }
 
-    fn leave(&mut self, msg: Message) {
+    fn leave(&mut self, msg: Message, weight: usize) -> Option<Wait> {
         match self.channels.get_mut(msg.topic.as_str()) {
-            // Rule 4: forward; the channel replies ok and sends phx_close.
+            // Rule 4: forward; the channel replies ok and sends phx_close. A leave is a client
+            // message like any other: it waits for room in the channel's inbox (a flood of
+            // leaves to a busy channel must not grow it).
             Some(entry) if msg.join_ref.is_null() || msg.join_ref == entry.join_ref => {
-                match entry.inbox.mailbox.send_control(ChannelMsg::Leave {
-                    ref_: msg.ref_.clone(),
-                }) {
+                if let Some(wait) = Self::wait_for_room(&entry.inbox, weight) {
+                    return Some(wait_room(wait, msg, weight));
+                }
+                match entry.inbox.mailbox.send_counted(
+                    ChannelMsg::Leave {
+                        ref_: msg.ref_.clone(),
+                    },
+                    weight,
+                ) {
                     Ok(()) => entry.leaving = true,
                     Err(_) => {
                         // The channel already stopped: as if it were not joined (rule 6).
@@ -280,15 +391,25 @@ impl Session {
                         self.reply(msg.join_ref, msg.ref_, &msg.topic, "ok", json!({}));
                     }
                 }
+                None
             }
             // Rule 4b: stale join_ref, ignored.
-            Some(_) => {}
+            Some(_) => None,
             // Rule 6: not joined: ok reply, join_ref echoed, no phx_close.
-            None => self.reply(msg.join_ref, msg.ref_, &msg.topic, "ok", json!({})),
+            None => {
+                self.reply(msg.join_ref, msg.ref_, &msg.topic, "ok", json!({}));
+                None
+            }
         }
     }
 
-    fn forward(&mut self, msg: Message) -> Option<Wait> {
+    /// The inbox to wait on if `inbox` has no room for a message of `weight` bytes (and is
+    /// still open: a closed one refuses at once, and the caller answers as for a dead channel).
+    fn wait_for_room(inbox: &Arc<ChannelInbox>, weight: usize) -> Option<Arc<ChannelInbox>> {
+        (!inbox.mailbox.has_room(weight) && !inbox.mailbox.is_closed()).then(|| inbox.clone())
+    }
+
+    fn forward(&mut self, msg: Message, weight: usize) -> Option<Wait> {
         let Some(entry) = self.channels.get(msg.topic.as_str()) else {
             // Rule 7.
             self.unmatched(&msg);
@@ -298,14 +419,10 @@ impl Session {
         if !(msg.join_ref.is_null() || msg.join_ref == entry.join_ref) {
             return None;
         }
-        if !entry.inbox.mailbox.has_room() && !entry.inbox.mailbox.is_closed() {
+        if let Some(inbox) = Self::wait_for_room(&entry.inbox, weight) {
             // Backpressure: stop reading this socket until the channel catches up, then
             // dispatch the same message again.
-            let inbox = entry.inbox.clone();
-            return Some(Wait(Box::pin(async move {
-                inbox.mailbox.room().await;
-                Resume(ResumeKind::Room { msg })
-            })));
+            return Some(wait_room(inbox, msg, weight));
         }
         let item = ChannelMsg::In {
             event: msg.event,
@@ -314,7 +431,7 @@ impl Session {
         };
         // Room was checked above; `send_counted` still counts the message against the bound
         // but never drops it if another producer raced us into the last slot.
-        if entry.inbox.mailbox.send_counted(item).is_err() {
+        if entry.inbox.mailbox.send_counted(item, weight).is_err() {
             // The channel died and its exit notice is still queued: unmatched, as Phoenix
             // answers once the channel is gone.
             self.channels.remove(msg.topic.as_str());
@@ -365,8 +482,45 @@ impl Session {
                 }
                 None
             }
-            ResumeKind::Room { msg } => self.dispatch(msg),
+            // Admitted by the rate limit the first time round.
+            ResumeKind::Room { msg, weight } => self.route(msg, weight),
+            ResumeKind::Drained => {
+                self.conn.close(CloseCode::DRAIN);
+                None
+            }
         }
+    }
+
+    /// Phoenix's drain for this socket: every joined channel handles what it already received
+    /// (so the replies are queued), then the socket closes with 1012. The transport must stop
+    /// feeding frames from now on; the returned wait completes when every channel got there,
+    /// or at `deadline`, and its resume queues the close.
+    pub fn drain(&mut self, deadline: tokio::time::Instant) -> Wait {
+        let acks: Vec<oneshot::Receiver<()>> = self
+            .channels
+            .0
+            .iter()
+            .filter_map(|(_, entry)| {
+                let (tx, rx) = oneshot::channel();
+                // A control item: after every message already queued, never refused for room.
+                entry
+                    .inbox
+                    .mailbox
+                    .send_control(ChannelMsg::Drain(tx))
+                    .ok()
+                    .map(|()| rx)
+            })
+            .collect();
+        Wait(Box::pin(async move {
+            let all = async {
+                for rx in acks {
+                    // A channel that stopped meanwhile drops its sender: nothing to wait for.
+                    let _ = rx.await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline, all).await;
+            Resume(ResumeKind::Drained)
+        }))
     }
 
     /// A channel stopped (leave, stop, crash): forget its topic if it is still the current
@@ -376,6 +530,26 @@ impl Session {
             self.channels.remove(topic);
         }
     }
+}
+
+/// A wait for room in `inbox`, after which `msg` is routed again.
+fn wait_room(inbox: Arc<ChannelInbox>, msg: Message, weight: usize) -> Wait {
+    Wait(Box::pin(async move {
+        inbox.mailbox.room(weight).await;
+        Resume(ResumeKind::Room { msg, weight })
+    }))
+}
+
+/// `MAX_MESSAGES_PER_SEC`, with a burst of one second's worth.
+fn message_rate(cfg: &crate::config::Config) -> Rate {
+    Rate::new(cfg.max_messages_per_sec, cfg.max_messages_per_sec)
+}
+
+/// `MAX_JOINS_PER_SEC`, with a burst of `MAX_CHANNELS` (a page may join every channel it is
+/// allowed at once).
+fn join_rate(cfg: &crate::config::Config) -> Rate {
+    let burst = u32::try_from(cfg.max_channels).unwrap_or(u32::MAX);
+    Rate::new(cfg.max_joins_per_sec, burst)
 }
 
 impl Drop for Session {

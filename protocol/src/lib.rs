@@ -15,6 +15,7 @@
 
 pub mod etf;
 pub mod json;
+pub mod limits;
 pub mod message;
 pub mod serializer;
 pub mod token;

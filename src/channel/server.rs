@@ -1,12 +1,19 @@
 //! One task per joined channel (Phoenix's `Phoenix.Channel.Server` process).
 //!
-//! The task runs `join`, writes the join reply itself and only then subscribes to the topic and
-//! releases pushes made during join — so the join reply is always the first frame of a channel,
-//! ahead of its pushes and of any broadcast on the topic. It then serves its inbox one message
-//! at a time. A callback that returns `Err` or panics crashes only this channel: the session is
-//! told to forget the topic and the client gets `phx_error`.
+//! The channel subscribes to its topic *before* `join` runs, with its gate closed: broadcasts
+//! that arrive while `join` runs are held in its inbox instead of going out. The task runs
+//! `join`, writes the join reply itself, releases pushes made during join, and only then
+//! releases the held broadcasts (minus those the join said it already covered, see
+//! [`ChannelSocket::skip_held_broadcasts`]) and opens the gate — so the join reply is always the
+//! first frame of a channel, and a broadcast published after `join` started to read is never
+//! lost: subscribing after the join would leave a hole between what `join` read and what the
+//! subscription sees (a Rumbl annotation committed in between would reach nobody who joined
+//! then). It then serves its inbox one message at a time. A callback that returns `Err` or
+//! panics crashes only this channel: the session is told to forget the topic and the client
+//! gets `phx_error`.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -15,9 +22,9 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
-use crate::conn::{CloseCode, ConnHandle, Outgoing};
+use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::endpoint::Endpoint;
-use crate::mailbox::{Mailbox, SendError};
+use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
 
@@ -31,6 +38,11 @@ pub(crate) enum ChannelMsg {
     },
     /// An intercepted broadcast for `handle_out`.
     Out(Arc<BroadcastMsg>),
+    /// A fastlane broadcast that arrived while `join` ran; sent after the join reply.
+    Held(Arc<BroadcastMsg>),
+    /// The socket is draining: answer once every message queued before this one is handled
+    /// (its replies are then in the socket's queue, ahead of the close).
+    Drain(oneshot::Sender<()>),
     /// A message for `handle_info`.
     Info(Info),
     /// The client left (`phx_leave` with this ref).
@@ -39,21 +51,36 @@ pub(crate) enum ChannelMsg {
     Shutdown(StopReason),
 }
 
-/// A channel's inbox, shared by the session (client messages), PubSub (intercepted events) and
-/// timers.
+/// What a broadcast queued in an inbox (intercepted or held) weighs against the inbox's byte
+/// bound: the payload is shared by every subscriber through one `Arc`, so each inbox only holds
+/// a pointer and the queue slot — counting the payload per inbox would count it N times.
+const SHARED_BROADCAST_WEIGHT: usize = 64;
+
+/// A channel's inbox, shared by the session (client messages), PubSub (intercepted and held
+/// broadcasts) and timers.
 pub(crate) struct ChannelInbox {
     /// Queued messages.
     pub(crate) mailbox: Mailbox<ChannelMsg>,
-    /// The channel's socket, closed for overflow when the inbox cannot take intercepted events.
+    /// The channel's socket, closed for overflow when the inbox cannot take broadcasts.
     conn: Arc<ConnHandle>,
+    /// True while `join` runs: fastlane broadcasts are held (see the module docs). Cleared under
+    /// the inbox's lock once the held ones are out.
+    joining: AtomicBool,
 }
 
 impl ChannelInbox {
-    pub(crate) fn new(capacity: usize, conn: Arc<ConnHandle>) -> Self {
+    pub(crate) fn new(bounds: Bounds, conn: Arc<ConnHandle>) -> Self {
         ChannelInbox {
-            mailbox: Mailbox::new(capacity),
+            mailbox: Mailbox::new(bounds),
             conn,
+            joining: AtomicBool::new(true),
         }
+    }
+
+    /// A broadcast that did not fit: the socket cannot keep up with its topic.
+    fn overflow(&self, msg: &BroadcastMsg) {
+        crate::warn_limited!(topic = %msg.topic, "channel inbox full; closing its socket");
+        self.conn.close(CloseCode::OVERFLOW);
     }
 
     /// Queues a `handle_info` message; false once the channel has stopped.
@@ -64,9 +91,31 @@ impl ChannelInbox {
 
 impl Interceptor for ChannelInbox {
     fn intercept(&self, msg: &Arc<BroadcastMsg>) {
-        if let Err(SendError::Full) = self.mailbox.send(ChannelMsg::Out(msg.clone())) {
-            tracing::warn!(topic = %msg.topic, "channel inbox full; closing its socket");
-            self.conn.close(CloseCode::OVERFLOW);
+        if let Err(SendError::Full) = self
+            .mailbox
+            .send(ChannelMsg::Out(msg.clone()), SHARED_BROADCAST_WEIGHT)
+        {
+            self.overflow(msg);
+        }
+    }
+
+    fn hold(&self, msg: &Arc<BroadcastMsg>) -> bool {
+        if !self.joining.load(Ordering::Acquire) {
+            return false;
+        }
+        // Decided again under the inbox's lock: the release clears `joining` under it.
+        match self.mailbox.send_if(
+            || self.joining.load(Ordering::Acquire),
+            || ChannelMsg::Held(msg.clone()),
+            SHARED_BROADCAST_WEIGHT,
+        ) {
+            Ok(held) => held,
+            Err(SendError::Full) => {
+                self.overflow(msg);
+                true
+            }
+            // The channel is gone: nobody to deliver to.
+            Err(SendError::Closed) => true,
         }
     }
 }
@@ -91,10 +140,23 @@ pub(crate) fn start(
     channel: Box<dyn Channel>,
     req: JoinRequest,
 ) -> (Arc<ChannelInbox>, oneshot::Receiver<bool>) {
+    let cfg = endpoint.config();
     let inbox = Arc::new(ChannelInbox::new(
-        endpoint.config().channel_inbox_capacity,
+        Bounds::new(cfg.channel_inbox_capacity, cfg.channel_inbox_max_bytes),
         conn.clone(),
     ));
+    // Subscribed before `join` runs, gate closed (see the module docs).
+    endpoint.pubsub().subscribe(
+        &req.topic,
+        Subscriber {
+            id: req.id,
+            kind: SubscriberKind::Channel {
+                conn: conn.clone(),
+                intercepts: channel.intercept(),
+                interceptor: inbox.clone(),
+            },
+        },
+    );
     let (tx, rx) = oneshot::channel();
     let socket = ChannelSocket {
         topic: req.topic.clone(),
@@ -110,6 +172,7 @@ pub(crate) fn start(
         current_ref: req.ref_.clone(),
         socket_id: req.socket_id.clone(),
         exit_guards: Vec::new(),
+        skip_held: None,
     };
     tokio::spawn(run(
         channel,
@@ -148,19 +211,21 @@ async fn run(
         Ok(Ok(JoinReply::Ok(resp))) => Ok(resp),
         Ok(Ok(JoinReply::Error(resp))) => Err(("error", resp)),
         Ok(Err(e)) => {
-            tracing::error!(%topic, "join crashed: {e}");
+            crate::error_limited!(%topic, "join crashed: {e}");
             socket.endpoint.metrics().channel_crashes.inc();
             Err(("error", Payload::Json(json!({"reason": "join crashed"}))))
         }
         Err(_) => {
-            tracing::error!(%topic, "join panicked");
+            crate::error_limited!(%topic, "join panicked");
             socket.endpoint.metrics().channel_crashes.inc();
             Err(("error", Payload::Json(json!({"reason": "join crashed"}))))
         }
     };
+    let endpoint = socket.endpoint.clone();
     let resp = match reply {
         Ok(resp) => resp,
         Err((status, resp)) => {
+            endpoint.pubsub().unsubscribe(&topic, socket.id);
             inbox.mailbox.close();
             if let Err(e) = socket.reply_to(join_ref_msg, Reply::Status(status.into(), resp)) {
                 tracing::error!(%topic, "cannot encode join reply: {e}");
@@ -172,6 +237,7 @@ async fn run(
     if let Err(e) = socket.reply_to(join_ref_msg, Reply::Ok(resp)) {
         // A reply that cannot be encoded is a crash of join, as Phoenix raises there.
         tracing::error!(%topic, "cannot encode join reply: {e}");
+        endpoint.pubsub().unsubscribe(&topic, socket.id);
         inbox.mailbox.close();
         let _ = socket.reply_to(
             socket.join_ref.clone(),
@@ -180,20 +246,9 @@ async fn run(
         let _ = done.send(false);
         return;
     }
-    let endpoint = socket.endpoint.clone();
-    endpoint.pubsub().subscribe(
-        &topic,
-        Subscriber {
-            id: socket.id,
-            kind: SubscriberKind::Channel {
-                conn: socket.conn.clone(),
-                intercepts: channel.intercept(),
-                interceptor: inbox.clone(),
-            },
-        },
-    );
     endpoint.metrics().channels.inc();
     socket.mark_joined();
+    release_held(&mut socket, &inbox);
     tracing::debug!(%topic, "JOINED");
     if done.send(true).is_err() {
         // The socket went away while we were joining.
@@ -208,6 +263,35 @@ async fn run(
     }
     let exit = serve(&mut channel, &mut socket, &inbox).await;
     finish(&mut channel, &mut socket, &inbox, exit).await;
+}
+
+/// Sends the broadcasts held while `join` ran (those the join did not say it covered), in
+/// arrival order, then opens the gate — all under the inbox's lock, so a broadcast published
+/// meanwhile waits and goes out after them.
+fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox) {
+    let mut skip = socket.skip_held.take();
+    let conn = &socket.conn;
+    let serializer = conn.serializer();
+    inbox.mailbox.take_matching(
+        |m| matches!(m, ChannelMsg::Held(_)),
+        |m| {
+            let ChannelMsg::Held(b) = m else { return };
+            if skip.as_mut().is_some_and(|covered| covered(&b.event, &b.payload)) {
+                return;
+            }
+            match serializer.encode_broadcast_parts(&b.topic, &b.event, &b.payload) {
+                Ok(frame) => {
+                    if let Some(frame) = OutFrame::from_frame(frame) {
+                        conn.send_frame(frame);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(topic = %b.topic, event = %b.event, "cannot encode broadcast: {e}")
+                }
+            }
+        },
+        || inbox.joining.store(false, Ordering::Release),
+    );
 }
 
 async fn serve(
@@ -250,6 +334,12 @@ async fn serve(
                 return Exit::Notify(StopReason::Shutdown("left".into()));
             }
             ChannelMsg::Shutdown(reason) => return Exit::Silent(reason),
+            ChannelMsg::Drain(ack) => {
+                let _ = ack.send(());
+                continue;
+            }
+            // Released right after the join reply; none can be queued later.
+            ChannelMsg::Held(_) => continue,
         };
         let result = match result {
             Ok(Ok(r)) => r,
@@ -322,7 +412,7 @@ async fn finish(
                 .await;
         }
         Exit::Crash(why) => {
-            tracing::error!(topic = %socket.topic, "channel crashed: {why}");
+            crate::error_limited!(topic = %socket.topic, "channel crashed: {why}");
             endpoint.metrics().channel_crashes.inc();
             socket.push_control("phx_error", crash_payload());
         }

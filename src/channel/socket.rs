@@ -57,7 +57,13 @@ pub struct ChannelSocket {
     /// Dropped with this value when the channel's task ends, however it ends (stop, crash,
     /// transport close, abort): Presence's untrack-on-exit guards live here.
     pub(crate) exit_guards: Vec<Box<dyn Send>>,
+    /// Set by `join` through [`ChannelSocket::skip_held_broadcasts`]; used once, when the
+    /// broadcasts held during the join are released.
+    pub(crate) skip_held: Option<SkipHeld>,
 }
+
+/// A predicate over `(event, payload)` of a held broadcast: true to drop it.
+pub(crate) type SkipHeld = Box<dyn FnMut(&str, &Payload) -> bool + Send>;
 
 /// A reference to one client message, for replying later (Phoenix's `socket_ref/1` and
 /// `reply/2`): the reply may come from another task, after `handle_in` returned `NoReply`.
@@ -198,6 +204,22 @@ impl ChannelSocket {
             join_ref: self.join_ref.clone(),
             ref_: self.current_ref.clone(),
         }
+    }
+
+    /// For `join` only: which of the broadcasts that arrive while `join` runs are already
+    /// covered by the join reply, so the client does not get them twice.
+    ///
+    /// A channel is subscribed to its topic before `join` runs, so nothing published after
+    /// `join` started reading is lost; broadcasts that arrive meanwhile are held and sent right
+    /// after the join reply. A join that reads state and returns it (Rumbl's annotations) may
+    /// see some of those broadcasts' effects already; `covered(event, payload)` returning true
+    /// drops such a held broadcast. Called once per held broadcast, after `join` returned;
+    /// later broadcasts are never filtered. Calling it again replaces the predicate.
+    pub fn skip_held_broadcasts(
+        &mut self,
+        covered: impl FnMut(&str, &Payload) -> bool + Send + 'static,
+    ) {
+        self.skip_held = Some(Box::new(covered));
     }
 
     /// `send(self(), msg)`: delivered to `handle_info` after the current callback.

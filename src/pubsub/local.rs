@@ -117,6 +117,8 @@ impl LocalPubSub {
                     if intercepts.contains(&msg.event.as_str()) {
                         interceptor.intercept(&msg);
                         delivered += 1;
+                    } else if interceptor.hold(&msg) {
+                        delivered += 1;
                     } else if let Some(frame) = cache.get(conn.serializer(), &msg) {
                         if conn.send_frame(frame) {
                             delivered += 1;

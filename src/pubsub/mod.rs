@@ -25,10 +25,15 @@ pub struct BroadcastMsg {
     pub from: Option<u64>,
 }
 
-/// Something that takes intercepted broadcasts (a channel's inbox, routed to `handle_out`).
+/// The channel side of a subscription (a channel's inbox): takes intercepted broadcasts (for
+/// `handle_out`) and holds fastlane ones while the channel is still joining.
 pub trait Interceptor: Send + Sync {
     /// Delivers an intercepted broadcast. Must not block.
     fn intercept(&self, msg: &Arc<BroadcastMsg>);
+
+    /// While the channel's `join` runs, keeps `msg` to send after the join reply and returns
+    /// true; once joined, returns false and the caller takes the fastlane. Must not block.
+    fn hold(&self, msg: &Arc<BroadcastMsg>) -> bool;
 }
 
 /// The endpoint's PubSub.

@@ -36,7 +36,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::ws::Utf8Bytes;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -45,13 +44,14 @@ use dashmap::DashMap;
 use phx_protocol::etf::Term;
 use phx_protocol::token::MaxAge;
 use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use self::server::{Ack, InFrame, Limits, Request, SessionHandle};
 use super::websocket::connect_info;
 use super::{negotiate, origin};
 use crate::conn::ConnHandle;
 use crate::endpoint::{Endpoint, SocketMount};
-use crate::mailbox::SendError;
+use crate::mailbox::{Bounds, SendError};
 use crate::params::decode_query;
 use crate::session::Session;
 use crate::socket::Params;
@@ -82,6 +82,10 @@ pub enum BodyError {
     /// A non-`[` line is not standard base64.
     #[error("ndjson line is not valid base64")]
     BadBase64,
+    /// A frame (an ndjson line, decoded, or a whole non-ndjson body) is larger than
+    /// `MAX_FRAME_SIZE` — what closes a WebSocket with 1009.
+    #[error("frame larger than MAX_FRAME_SIZE ({0} bytes)")]
+    FrameTooLarge(usize),
 }
 
 /// The LongPoll transport of one mounted socket: its live sessions.
@@ -122,7 +126,7 @@ impl LongPoll {
         let cfg = self.endpoint.config();
         let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
         if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
-            tracing::warn!(origin = origin_header, "origin check failed");
+            crate::warn_limited!(origin = origin_header, "origin check failed");
             self.endpoint.metrics().refused.inc();
             return status_json(403);
         }
@@ -167,7 +171,7 @@ impl LongPoll {
     /// caller then starts a new one, as Phoenix does for a dead session's token).
     async fn listen(&self, handle: &SessionHandle, token: &str) -> Option<Response> {
         let (tx, mut rx) = oneshot::channel();
-        match handle.requests.send(Request::Poll(tx)) {
+        match handle.requests.send(Request::Poll(tx), 0) {
             Ok(()) => {}
             Err(SendError::Closed) => return None,
             Err(SendError::Full) => return Some(poll_json(204, &[], token)),
@@ -204,7 +208,7 @@ impl LongPoll {
             return plain(StatusCode::SERVICE_UNAVAILABLE);
         }
         if self.sessions.len() >= cfg.lp_max_sessions {
-            tracing::warn!(
+            crate::warn_limited!(
                 max = cfg.lp_max_sessions,
                 "refusing LongPoll session: too many sessions (LP_MAX_SESSIONS)"
             );
@@ -214,7 +218,7 @@ impl LongPoll {
         let serializer = match negotiate(&params) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!("refusing LongPoll connection: {e}");
+                crate::warn_limited!("refusing LongPoll connection: {e}");
                 endpoint.metrics().refused.inc();
                 return status_json(403);
             }
@@ -228,7 +232,7 @@ impl LongPoll {
             Ok(a) => a,
             Err(e) => {
                 endpoint.metrics().refused.inc();
-                tracing::info!("connect refused: {e}");
+                crate::info_limited!("connect refused: {e}");
                 return status_json(403);
             }
         };
@@ -236,7 +240,7 @@ impl LongPoll {
         tracing::debug!(?socket_id, transport = "longpoll", "CONNECTED");
         let conn = Arc::new(ConnHandle::new(
             serializer,
-            cfg.lp_max_buffered,
+            Bounds::new(cfg.lp_max_buffered, cfg.lp_max_buffered_bytes),
             endpoint.metrics().clone(),
         ));
         let session = Session::new(
@@ -254,6 +258,8 @@ impl LongPoll {
         let limits = Limits {
             window: cfg.lp_window,
             max_buffered: cfg.lp_max_buffered,
+            max_buffered_bytes: cfg.lp_max_buffered_bytes,
+            drain_max: cfg.drain_max,
         };
         let this = self.clone();
         tokio::spawn(async move {
@@ -261,10 +267,11 @@ impl LongPoll {
             match ended {
                 server::Ended::Overflow => {
                     this.endpoint.metrics().overflow_closes.inc();
-                    tracing::warn!(
+                    crate::warn_limited!(
                         max = limits.max_buffered,
+                        max_bytes = limits.max_buffered_bytes,
                         "closing LongPoll session: its client did not poll its frames \
-                         (LP_MAX_BUFFERED)"
+                         (LP_MAX_BUFFERED / LP_MAX_BUFFERED_BYTES)"
                     );
                 }
                 server::Ended::Malformed => this.endpoint.metrics().bad_frames.inc(),
@@ -280,16 +287,24 @@ impl LongPoll {
     /// A POST on a live session.
     async fn publish(&self, handle: &SessionHandle, headers: &HeaderMap, body: Body) -> Response {
         let cfg = self.endpoint.config();
-        let frames = match read_frames(headers, body, cfg.lp_max_body, cfg.lp_max_line).await {
+        let limits = BodyLimits {
+            max_body: cfg.lp_max_body,
+            max_line: cfg.lp_max_line,
+            max_frame: cfg.max_frame_size,
+        };
+        let frames = match read_frames(headers, body, limits).await {
             Ok(f) => f,
             Err(e) => {
-                tracing::warn!("refusing LongPoll POST: {e}");
+                crate::warn_limited!("refusing LongPoll POST: {e}");
                 self.endpoint.metrics().bad_frames.inc();
                 return plain(StatusCode::BAD_REQUEST);
             }
         };
         let (tx, rx) = oneshot::channel();
-        match handle.requests.send(Request::Publish { frames, ack: tx }) {
+        match handle
+            .requests
+            .send(Request::Publish { frames, ack: tx }, 0)
+        {
             Ok(()) => {}
             Err(SendError::Closed) => return status_json(410),
             Err(SendError::Full) => return status_json(408),
@@ -319,13 +334,24 @@ fn session_token(headers: &HeaderMap, params: &Params) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Reads a POST body within `max_body` and splits it into frames (spec §7.3).
+/// The size bounds a POST body is read and split under.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// `LP_MAX_BODY`: the whole body.
+    pub max_body: usize,
+    /// `LP_MAX_LINE`: one ndjson line as sent (base64 for binary frames).
+    pub max_line: usize,
+    /// `MAX_FRAME_SIZE`: one frame once decoded, as on a WebSocket.
+    pub max_frame: usize,
+}
+
+/// Reads a POST body within `limits.max_body` and splits it into frames (spec §7.3).
 async fn read_frames(
     headers: &HeaderMap,
     body: Body,
-    max_body: usize,
-    max_line: usize,
+    limits: BodyLimits,
 ) -> Result<Vec<InFrame>, BodyError> {
+    let max_body = limits.max_body;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -339,7 +365,9 @@ async fn read_frames(
     let mut types = headers.get_all(header::CONTENT_TYPE).iter();
     let ndjson = matches!((types.next(), types.next()), (Some(v), None) if v == NDJSON);
     if ndjson {
-        split_ndjson(&body, max_line)
+        split_ndjson(&body, limits)
+    } else if body.len() > limits.max_frame {
+        Err(BodyError::FrameTooLarge(limits.max_frame))
     } else {
         Ok(vec![InFrame::Text(body)])
     }
@@ -347,7 +375,12 @@ async fn read_frames(
 
 /// Splits an ndjson body on `\n` / `\r\n` into at most [`MAX_LINES`] frames. A trailing
 /// newline yields a last, empty line — an empty binary frame, malformed — exactly as Phoenix.
-pub fn split_ndjson(body: &Bytes, max_line: usize) -> Result<Vec<InFrame>, BodyError> {
+pub fn split_ndjson(body: &Bytes, limits: BodyLimits) -> Result<Vec<InFrame>, BodyError> {
+    let BodyLimits {
+        max_line,
+        max_frame,
+        ..
+    } = limits;
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
@@ -363,11 +396,21 @@ pub fn split_ndjson(body: &Bytes, max_line: usize) -> Result<Vec<InFrame>, BodyE
             return Err(BodyError::LineTooLong(max_line));
         }
         if line.first() == Some(&b'[') {
+            if line.len() > max_frame {
+                return Err(BodyError::FrameTooLarge(max_frame));
+            }
             frames.push(InFrame::Text(
                 body.slice(range.start..range.start + line.len()),
             ));
         } else {
+            // Base64 is 4/3 of its content: refuse before decoding what cannot fit.
+            if line.len() / 4 * 3 > max_frame + 3 {
+                return Err(BodyError::FrameTooLarge(max_frame));
+            }
             let bytes = engine.decode(line).map_err(|_| BodyError::BadBase64)?;
+            if bytes.len() > max_frame {
+                return Err(BodyError::FrameTooLarge(max_frame));
+            }
             frames.push(InFrame::Binary(Bytes::from(bytes)));
         }
     }
@@ -462,17 +505,25 @@ mod tests {
             .collect()
     }
 
+    fn limits(max_line: usize) -> BodyLimits {
+        BodyLimits {
+            max_body: 1 << 20,
+            max_line,
+            max_frame: 1 << 20,
+        }
+    }
+
     #[test]
     fn lines_split_on_lf_and_crlf() {
         let body = Bytes::from_static(b"[1]\r\n[2]\nAAEC");
-        let f = split_ndjson(&body, 1 << 20).expect("valid");
+        let f = split_ndjson(&body, limits(1 << 20)).expect("valid");
         assert_eq!(kinds(&f), vec!["T:[1]", "T:[2]", "B:b\"\\0\\x01\\x02\""]);
     }
 
     #[test]
     fn trailing_newline_is_an_empty_binary_frame() {
         let body = Bytes::from_static(b"[1]\n");
-        let f = split_ndjson(&body, 1 << 20).expect("valid");
+        let f = split_ndjson(&body, limits(1 << 20)).expect("valid");
         assert_eq!(kinds(&f), vec!["T:[1]", "B:b\"\""]);
     }
 
@@ -480,7 +531,7 @@ mod tests {
     fn only_the_first_hundred_lines() {
         let body = Bytes::from(vec!["[0]"; 150].join("\n"));
         assert_eq!(
-            split_ndjson(&body, 1 << 20).expect("valid").len(),
+            split_ndjson(&body, limits(1 << 20)).expect("valid").len(),
             MAX_LINES
         );
     }
@@ -489,14 +540,36 @@ mod tests {
     fn long_lines_and_bad_base64_are_refused() {
         let body = Bytes::from_static(b"[12345]");
         assert!(matches!(
-            split_ndjson(&body, 4),
+            split_ndjson(&body, limits(4)),
             Err(BodyError::LineTooLong(4))
         ));
         let body = Bytes::from_static(b"not base64!");
         assert!(matches!(
-            split_ndjson(&body, 1 << 20),
+            split_ndjson(&body, limits(1 << 20)),
             Err(BodyError::BadBase64)
         ));
+    }
+
+    #[test]
+    fn frames_over_max_frame_size_are_refused_as_on_a_websocket() {
+        let small = BodyLimits {
+            max_body: 1 << 20,
+            max_line: 1 << 20,
+            max_frame: 8,
+        };
+        let body = Bytes::from_static(b"[1,2,3,4,5]");
+        assert_eq!(
+            split_ndjson(&body, small).err(),
+            Some(BodyError::FrameTooLarge(8))
+        );
+        // 12 bytes once decoded.
+        let body = Bytes::from_static(b"AAECAwQFBgcICQoL");
+        assert_eq!(
+            split_ndjson(&body, small).err(),
+            Some(BodyError::FrameTooLarge(8))
+        );
+        let body = Bytes::from_static(b"[1,2,3]");
+        assert_eq!(split_ndjson(&body, small).expect("fits").len(), 1);
     }
 
     #[test]

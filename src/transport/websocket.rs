@@ -5,29 +5,60 @@
 //! never runs) → check_origin (403) → authToken subprotocol (bad base64 → 400) → subprotocol
 //! match (403) → `connect` (403 or the handler's status) → upgrade headers valid (else 400).
 //!
+//! The upgrade is done here on hyper's `OnUpgrade` with tokio-tungstenite, rather than through
+//! axum's `WebSocketUpgrade`, because closing well needs the raw connection: when the server
+//! closes a socket (oversized or malformed frame, policy violation, drain, idle), the client may
+//! still be sending — a megabyte frame is mostly still in flight when its header already tells
+//! us it is too large. Closing a TCP socket with unread data makes the kernel send RST, and the
+//! client then loses our Close frame and sees 1006 instead of the documented code. So after the
+//! Close frame the task shuts its write side and reads and discards what the client still sends,
+//! for a bounded time ([`LINGER`], [`LINGER_BYTES`]), before it lets go of the connection.
+//!
 //! The socket task owns the WebSocket and the session. It waits on three things: frames queued
 //! for the client (written in one batch, one flush), the next client frame (not read while a
-//! join or a full channel inbox is pending — Phoenix's socket process is blocked the same way),
-//! and the idle deadline (reset by any frame, checked lazily so it costs no timer churn).
+//! join, a full channel inbox or a drain is pending — Phoenix's socket process is blocked the
+//! same way), and the idle deadline (reset by any frame, checked lazily so it costs no timer
+//! churn).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use phx_protocol::FrameRef;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::WebSocketStream;
 
 use super::{negotiate, origin, parse_subprotocols};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::endpoint::{Endpoint, SocketMount};
-use crate::mailbox::Drain;
+use crate::mailbox::{Bounds, Drain};
 use crate::params::decode_query;
 use crate::session::{Session, Wait};
 use crate::socket::{ConnectError, ConnectInfo};
+
+/// The WebSocket over hyper's upgraded connection.
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// After a server-side Close frame: how long to keep reading (and discarding) what the client
+/// still sends, so the connection ends with FIN rather than RST (see the module docs).
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// After a server-side Close frame: the most bytes discarded before letting go anyway.
+pub const LINGER_BYTES: usize = 64 << 20;
+
+/// How long the Close frame itself may take to write (a client that does not read).
+const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn status(code: StatusCode) -> Response {
     code.into_response()
@@ -60,27 +91,51 @@ pub(crate) fn connect_info(
     }
 }
 
+/// Whether a comma-separated header holds `token` (case-insensitive), as `Connection: keep-alive, Upgrade`.
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The `Sec-WebSocket-Accept` value for a valid RFC 6455 upgrade request, or `None`.
+fn upgrade_accept_key(headers: &HeaderMap) -> Option<String> {
+    let upgrade_ok = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    if !upgrade_ok || !version_ok || !header_has_token(headers, header::CONNECTION, "upgrade") {
+        return None;
+    }
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    Some(derive_accept_key(key.as_bytes()))
+}
+
 /// The HTTP handler for `<mount>/websocket`.
 pub async fn handle(
     endpoint: Endpoint,
     mount: Arc<SocketMount>,
-    method: Method,
-    query: Option<String>,
-    headers: HeaderMap,
     peer: Option<SocketAddr>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    mut req: Request,
 ) -> Response {
-    if method != Method::GET {
+    if req.method() != Method::GET {
         return status(StatusCode::BAD_REQUEST);
     }
     if endpoint.is_draining() {
         return status(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let params = decode_query(query.as_deref().unwrap_or(""));
+    let headers = req.headers();
+    let params = decode_query(req.uri().query().unwrap_or(""));
     let serializer = match negotiate(&params) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!("refusing WebSocket connection: {e}");
+            crate::warn_limited!("refusing WebSocket connection: {e}");
             endpoint.metrics().refused.inc();
             return status(StatusCode::FORBIDDEN);
         }
@@ -88,7 +143,7 @@ pub async fn handle(
     let cfg = endpoint.config();
     let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
-        tracing::warn!(origin = origin_header, "origin check failed");
+        crate::warn_limited!(origin = origin_header, "origin check failed");
         endpoint.metrics().refused.inc();
         return status(StatusCode::FORBIDDEN);
     }
@@ -98,7 +153,7 @@ pub async fn handle(
     let subprotocols = match parse_subprotocols(proto_header) {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!("refusing WebSocket connection: {e}");
+            crate::warn_limited!("refusing WebSocket connection: {e}");
             endpoint.metrics().refused.inc();
             return status(StatusCode::BAD_REQUEST);
         }
@@ -108,12 +163,12 @@ pub async fn handle(
         endpoint.metrics().refused.inc();
         return status(StatusCode::FORBIDDEN);
     }
-    let info = connect_info(&headers, peer, subprotocols.auth_token, "websocket");
+    let info = connect_info(headers, peer, subprotocols.auth_token, "websocket");
     let assigns = match mount.handler.connect(&endpoint, &params, &info).await {
         Ok(a) => a,
         Err(e) => {
             endpoint.metrics().refused.inc();
-            tracing::info!("connect refused: {e}");
+            crate::info_limited!("connect refused: {e}");
             return match e {
                 ConnectError::Refused => status(StatusCode::FORBIDDEN),
                 ConnectError::WithStatus { status: s, .. } => {
@@ -123,37 +178,66 @@ pub async fn handle(
         }
     };
     let socket_id = mount.handler.id(&assigns);
-    let Ok(mut upgrade) = upgrade else {
+    let accept = upgrade_accept_key(req.headers());
+    let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+    let (Some(accept), Some(on_upgrade)) = (accept, on_upgrade) else {
         return (StatusCode::BAD_REQUEST, "not a valid WebSocket upgrade").into_response();
     };
-    if offers_phoenix {
-        upgrade = upgrade.protocols(["phoenix"]);
-    }
+    let Ok(accept) = HeaderValue::from_str(&accept) else {
+        return (StatusCode::BAD_REQUEST, "not a valid WebSocket upgrade").into_response();
+    };
     tracing::debug!(?socket_id, "CONNECTED");
-    upgrade
+    let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.ws_read_buffer)
         .write_buffer_size(cfg.ws_write_buffer)
-        .max_message_size(cfg.max_frame_size)
-        .max_frame_size(cfg.max_frame_size)
-        .on_upgrade(move |ws| async move {
-            let conn = Arc::new(ConnHandle::new(
-                serializer,
-                endpoint.config().outbox_capacity,
-                endpoint.metrics().clone(),
-            ));
-            let id = endpoint.next_id();
-            endpoint.register(id, conn.clone());
-            let session = Session::new(endpoint.clone(), mount, conn.clone(), assigns, socket_id);
-            run(ws, session, &endpoint, &conn).await;
-            endpoint.unregister(id);
-        })
+        // Writes are awaited (flushed) batch by batch, so the buffer never holds more than a
+        // batch; bound it anyway so nothing can make it grow without limit.
+        .max_write_buffer_size(cfg.ws_write_buffer.max(cfg.max_frame_size) * 2 + 1)
+        .max_message_size(Some(cfg.max_frame_size))
+        .max_frame_size(Some(cfg.max_frame_size));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!("WebSocket upgrade failed: {e}");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        let cfg = endpoint.config();
+        let conn = Arc::new(ConnHandle::new(
+            serializer,
+            Bounds::new(cfg.outbox_capacity, cfg.outbox_max_bytes),
+            endpoint.metrics().clone(),
+        ));
+        let id = endpoint.next_id();
+        endpoint.register(id, conn.clone());
+        let session = Session::new(endpoint.clone(), mount, conn.clone(), assigns, socket_id);
+        run(ws, session, &endpoint, &conn).await;
+        endpoint.unregister(id);
+    });
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    if offers_phoenix {
+        h.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("phoenix"),
+        );
+    }
+    resp
 }
 
 /// What woke the socket task.
 enum Event {
     Outgoing,
     Resumed(crate::session::Resume),
-    Incoming(Option<Result<WsMessage, axum::Error>>),
+    Incoming(Option<Result<WsMessage, WsError>>),
     Idle,
 }
 
@@ -164,21 +248,38 @@ enum Flow {
     Dead,
 }
 
-async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn: &Arc<ConnHandle>) {
-    let idle = endpoint.config().idle_timeout;
-    let write_timeout = endpoint.config().write_timeout;
+/// How the connection ends.
+enum End {
+    /// The client closed (its Close was answered) or the connection is gone.
+    Quiet,
+    /// We close with this code.
+    Close(CloseCode),
+}
+
+async fn run(mut ws: Ws, mut session: Session, endpoint: &Endpoint, conn: &Arc<ConnHandle>) {
+    let cfg = endpoint.config();
+    let idle = cfg.idle_timeout;
+    let write_timeout = cfg.write_timeout;
     let mut last_in = Instant::now();
     let idle_sleep = tokio::time::sleep(idle);
     tokio::pin!(idle_sleep);
     let mut pending: Option<Wait> = None;
+    // A drain was asked for; it starts once nothing else is pending.
+    let mut drain_wanted = false;
+    // The drain started: no more client frames are read.
+    let mut draining = false;
 
-    let close = loop {
+    let end = loop {
+        if drain_wanted && pending.is_none() && !draining {
+            draining = true;
+            pending = Some(session.drain(Instant::now() + cfg.drain_max));
+        }
         let event = tokio::select! {
             biased;
             _ = conn.outbox().ready() => Event::Outgoing,
             r = async { match pending.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if pending.is_some() => Event::Resumed(r),
-            m = ws.recv(), if pending.is_none() => Event::Incoming(m),
-            _ = &mut idle_sleep => Event::Idle,
+            m = ws.next(), if pending.is_none() && !draining => Event::Incoming(m),
+            _ = &mut idle_sleep, if !draining => Event::Idle,
         };
         match event {
             Event::Outgoing => {
@@ -191,48 +292,46 @@ async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn:
                     batch,
                     conn,
                     write_timeout,
+                    &mut drain_wanted,
                 ))
                 .await;
                 match flow {
                     Flow::Continue => {}
-                    Flow::Close(code) => break Some(code),
-                    Flow::Dead => break None,
+                    Flow::Close(code) => break End::Close(code),
+                    Flow::Dead => break End::Quiet,
                 }
             }
             Event::Resumed(r) => {
                 pending = session.resume(r);
             }
-            Event::Incoming(None) => break None,
-            Event::Incoming(Some(Err(e))) => {
-                break classify_error(&e, endpoint);
-            }
+            Event::Incoming(None) => break End::Quiet,
+            Event::Incoming(Some(Err(e))) => break read_error(&e, endpoint),
             Event::Incoming(Some(Ok(msg))) => {
                 last_in = Instant::now();
-                let serializer = conn.serializer();
-                let decoded = match &msg {
-                    WsMessage::Text(t) => serializer.decode(FrameRef::Text(t.as_str())),
-                    WsMessage::Binary(b) => serializer.decode(FrameRef::Binary(b)),
+                let handled = match &msg {
+                    WsMessage::Text(t) => session.handle_frame(FrameRef::Text(t.as_str())),
+                    WsMessage::Binary(b) => session.handle_frame(FrameRef::Binary(b)),
                     WsMessage::Close(_) => {
                         // tungstenite queued the close reply; flush it and stop.
-                        let _ = ws.flush().await;
-                        break None;
+                        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, ws.flush()).await;
+                        break End::Quiet;
                     }
                     // Pings are answered by tungstenite; both only reset the idle clock.
-                    WsMessage::Ping(_) | WsMessage::Pong(_) => continue,
+                    WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => continue,
                 };
-                match decoded {
-                    Ok(m) => pending = session.dispatch(m),
+                match handled {
+                    Ok(wait) => pending = wait,
                     Err(e) => {
-                        tracing::warn!("closing socket on malformed frame: {e}");
+                        crate::warn_limited!("closing socket: {e}");
                         endpoint.metrics().bad_frames.inc();
-                        break Some(CloseCode::MALFORMED);
+                        break End::Close(e.close_code());
                     }
                 }
             }
             Event::Idle => {
                 let deadline = last_in + idle;
                 if Instant::now() >= deadline {
-                    break Some(CloseCode::IDLE_TIMEOUT);
+                    break End::Close(CloseCode::IDLE_TIMEOUT);
                 }
                 idle_sleep.as_mut().reset(deadline);
             }
@@ -240,55 +339,83 @@ async fn run(mut ws: WebSocket, mut session: Session, endpoint: &Endpoint, conn:
     };
     conn.outbox().close();
     drop(session);
-    if let Some(code) = close {
-        let frame = CloseFrame {
-            code: code.0,
-            reason: Utf8Bytes::from_static(code.1),
-        };
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            ws.send(WsMessage::Close(Some(frame))),
-        )
-        .await;
+    if let End::Close(code) = end {
+        close_and_linger(ws, code).await;
     }
 }
 
-fn classify_error(e: &axum::Error, endpoint: &Endpoint) -> Option<CloseCode> {
-    let text = e.to_string();
-    // axum wraps tungstenite's error; its Display names the cause.
-    if text.contains("Space limit exceeded")
-        || text.contains("too long")
-        || text.contains("Message too long")
+/// The close code for a read error, matched by type (none: the connection is just gone).
+fn read_error(e: &WsError, endpoint: &Endpoint) -> End {
+    let code = match e {
+        WsError::Capacity(_) => CloseCode::TOO_BIG,
+        WsError::Utf8(_) => CloseCode::INVALID_UTF8,
+        WsError::Protocol(_) | WsError::AttackAttempt => CloseCode::PROTOCOL,
+        _ => {
+            tracing::debug!("socket read error: {e}");
+            return End::Quiet;
+        }
+    };
+    crate::warn_limited!(code = code.0, "closing socket: {e}");
+    endpoint.metrics().bad_frames.inc();
+    // After a capacity error the rest of the offending frame is still unread and the codec
+    // cannot parse what follows; `close_and_linger` reads the raw connection.
+    End::Close(code)
+}
+
+/// Sends a Close frame with `code`, then lets the connection end with FIN, not RST: shuts the
+/// write side and reads and discards what the client still sends, for at most [`LINGER`] and
+/// [`LINGER_BYTES`] (see the module docs).
+async fn close_and_linger(mut ws: Ws, code: CloseCode) {
+    let frame = CloseFrame {
+        code: WsCloseCode::from(code.0),
+        reason: code.1.into(),
+    };
+    if tokio::time::timeout(CLOSE_WRITE_TIMEOUT, ws.send(WsMessage::Close(Some(frame))))
+        .await
+        .is_err()
     {
-        endpoint.metrics().bad_frames.inc();
-        Some(CloseCode::TOO_BIG)
-    } else if text.contains("UTF-8") || text.contains("utf-8") || text.contains("utf8") {
-        endpoint.metrics().bad_frames.inc();
-        Some(CloseCode::INVALID_UTF8)
-    } else {
-        tracing::debug!("socket read error: {e}");
-        None
+        // The client does not read: nothing more can reach it.
+        return;
+    }
+    // From here on the codec is not used: the raw connection is read and written directly,
+    // which works whether or not the codec is still in step with the client's frames.
+    let io = ws.get_mut();
+    let deadline = Instant::now() + LINGER;
+    let _ = tokio::time::timeout_at(deadline, io.shutdown()).await;
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut discarded = 0usize;
+    while discarded < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => discarded += n,
+            _ => break,
+        }
     }
 }
 
 /// Writes a batch unless the socket is killed (overflow) or the client stops reading for
 /// `timeout`.
 async fn write_with_deadline(
-    ws: &mut WebSocket,
+    ws: &mut Ws,
     session: &mut Session,
     batch: Drain<Outgoing>,
     conn: &ConnHandle,
-    timeout: std::time::Duration,
+    timeout: Duration,
+    drain_wanted: &mut bool,
 ) -> Flow {
     tokio::select! {
         biased;
-        f = write_batch(ws, session, batch) => f,
+        f = write_batch(ws, session, batch, drain_wanted) => f,
         _ = conn.killed() => Flow::Dead,
         _ = tokio::time::sleep(timeout) => Flow::Dead,
     }
 }
 
-async fn write_batch(ws: &mut WebSocket, session: &mut Session, batch: Drain<Outgoing>) -> Flow {
+async fn write_batch(
+    ws: &mut Ws,
+    session: &mut Session,
+    batch: Drain<Outgoing>,
+    drain_wanted: &mut bool,
+) -> Flow {
     let mut wrote = false;
     let mut close = None;
     for item in batch {
@@ -306,6 +433,7 @@ async fn write_batch(ws: &mut WebSocket, session: &mut Session, batch: Drain<Out
             Outgoing::ChannelExited { topic, channel_id } => {
                 session.channel_exited(&topic, channel_id)
             }
+            Outgoing::Drain => *drain_wanted = true,
             Outgoing::Close(code) => {
                 close = Some(code);
                 break;

@@ -19,15 +19,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use phx_protocol::{DecodeError, FrameRef, Message};
+use phx_protocol::FrameRef;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
-use crate::mailbox::Mailbox;
-use crate::session::{Resume, Session, Wait};
+use crate::mailbox::{Bounds, Mailbox};
+use crate::session::{FrameError, Resume, Session, Wait};
 
 /// A client frame from a POST body, not decoded yet (the session decodes in order, so that
 /// frames before a malformed one are still processed, as in Phoenix).
@@ -80,7 +80,7 @@ impl SessionHandle {
     /// A handle for a new session.
     pub fn new() -> SessionHandle {
         SessionHandle {
-            requests: Mailbox::new(REQUEST_QUEUE),
+            requests: Mailbox::new(Bounds::new(REQUEST_QUEUE, usize::MAX)),
         }
     }
 }
@@ -98,6 +98,10 @@ pub struct Limits {
     pub window: Duration,
     /// Frames held for the client between polls before the session is closed.
     pub max_buffered: usize,
+    /// Bytes of frames held for the client between polls before the session is closed.
+    pub max_buffered_bytes: usize,
+    /// How long a drain may take (`DRAIN_MAX_MS`).
+    pub drain_max: Duration,
 }
 
 /// Why a session ended (logged; the client sees 410 either way).
@@ -130,22 +134,79 @@ enum Event {
     Expiry,
 }
 
-/// Hands the buffer to a waiting poll; if that poll already gave up, keeps the frames.
-fn deliver(waiter: oneshot::Sender<Vec<Utf8Bytes>>, buffer: &mut Vec<Utf8Bytes>) {
-    let frames = std::mem::take(buffer);
-    if let Err(frames) = waiter.send(frames) {
-        *buffer = frames;
+/// Frames waiting for the next poll, and their size.
+#[derive(Default)]
+struct Buffer {
+    frames: Vec<Utf8Bytes>,
+    bytes: usize,
+}
+
+impl Buffer {
+    fn push(&mut self, frame: Utf8Bytes) {
+        self.bytes += frame.len();
+        self.frames.push(frame);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    fn over(&self, limits: &Limits) -> bool {
+        self.frames.len() > limits.max_buffered || self.bytes > limits.max_buffered_bytes
+    }
+
+    /// Hands the buffer to a waiting poll; if that poll already gave up, keeps the frames.
+    fn deliver(&mut self, waiter: oneshot::Sender<Vec<Utf8Bytes>>) {
+        let frames = std::mem::take(&mut self.frames);
+        let bytes = std::mem::take(&mut self.bytes);
+        if let Err(frames) = waiter.send(frames) {
+            self.frames = frames;
+            self.bytes = bytes;
+        }
     }
 }
 
-fn decode(conn: &ConnHandle, frame: &InFrame) -> Result<Message, DecodeError> {
-    let serializer = conn.serializer();
+/// Decodes and dispatches one POSTed frame (the session applies the same checks as for a
+/// WebSocket frame).
+fn handle_frame(session: &mut Session, frame: &InFrame) -> Result<Option<Wait>, FrameError> {
     match frame {
         InFrame::Text(b) => match std::str::from_utf8(b) {
-            Ok(text) => serializer.decode(FrameRef::Text(text)),
-            Err(_) => Err(DecodeError::Json("text frame is not UTF-8".into())),
+            Ok(text) => session.handle_frame(FrameRef::Text(text)),
+            Err(_) => Err(FrameError::Malformed(phx_protocol::DecodeError::Json(
+                "text frame is not UTF-8".into(),
+            ))),
         },
-        InFrame::Binary(b) => serializer.decode(FrameRef::Binary(b)),
+        InFrame::Binary(b) => session.handle_frame(FrameRef::Binary(b)),
+    }
+}
+
+/// On a drain: gives the frames still buffered to the poll held now, or to the next poll that
+/// arrives within `window` (other requests meanwhile are refused as for a closed session).
+async fn hand_over(
+    buffer: &mut Buffer,
+    waiter: Option<oneshot::Sender<Vec<Utf8Bytes>>>,
+    handle: &SessionHandle,
+    window: Duration,
+) {
+    if let Some(w) = waiter {
+        buffer.deliver(w);
+        if buffer.is_empty() {
+            return;
+        }
+    }
+    let deadline = Instant::now() + window;
+    while let Ok(Some(req)) = tokio::time::timeout_at(deadline, handle.requests.recv()).await {
+        match req {
+            Request::Poll(tx) => {
+                buffer.deliver(tx);
+                if buffer.is_empty() {
+                    return;
+                }
+            }
+            Request::Publish { ack, .. } => {
+                let _ = ack.send(Ack::Timeout);
+            }
+        }
     }
 }
 
@@ -170,11 +231,24 @@ pub async fn run(
     // client waits for each ack), but a client that aborted a POST may have sent the next.
     let mut batches: VecDeque<Batch> = VecDeque::new();
     let mut waiter: Option<oneshot::Sender<Vec<Utf8Bytes>>> = None;
-    let mut buffer: Vec<Utf8Bytes> = Vec::new();
+    let mut buffer = Buffer::default();
     let mut out: Vec<Outgoing> = Vec::new();
     let mut warned_binary = false;
+    // A drain was asked for; it starts once nothing else is pending.
+    let mut drain_wanted = false;
+    let mut draining = false;
 
     let ended = 'run: loop {
+        if drain_wanted && pending.is_none() && !draining {
+            draining = true;
+            // Frames of a batch not dispatched yet are not processed: their POST gets 408, so
+            // the client knows they were not taken (nothing acknowledged is lost).
+            for b in batches.drain(..) {
+                let _ = b.ack.send(Ack::Timeout);
+            }
+            frame_armed = false;
+            pending = Some(session.drain(Instant::now() + limits.drain_max));
+        }
         let event = tokio::select! {
             biased;
             _ = conn.outbox().ready() => Event::Outgoing,
@@ -189,6 +263,7 @@ pub async fn run(
                 for item in out.drain(..) {
                     match item {
                         Outgoing::Frame(OutFrame::Text(t)) => buffer.push(t),
+                        Outgoing::Drain => drain_wanted = true,
                         Outgoing::Frame(OutFrame::Binary(_)) => {
                             // A binary frame cannot travel inside the JSON poll response.
                             if !warned_binary {
@@ -202,18 +277,25 @@ pub async fn run(
                         Outgoing::ChannelExited { topic, channel_id } => {
                             session.channel_exited(&topic, channel_id)
                         }
-                        Outgoing::Close(code) => break 'run Ended::Closed(code),
+                        Outgoing::Close(code) => {
+                            if code == CloseCode::DRAIN && !buffer.is_empty() {
+                                // Replies to what the client sent before the drain: hand them
+                                // to its next poll before the session goes.
+                                hand_over(&mut buffer, waiter.take(), &handle, limits.window).await;
+                            }
+                            break 'run Ended::Closed(code);
+                        }
                     }
                 }
                 if out.capacity() > 256 {
                     out = Vec::new();
                 }
-                if buffer.len() > limits.max_buffered {
+                if buffer.over(&limits) {
                     break 'run Ended::Overflow;
                 }
                 if !buffer.is_empty() {
                     if let Some(w) = waiter.take() {
-                        deliver(w, &mut buffer);
+                        buffer.deliver(w);
                     }
                 }
             }
@@ -242,13 +324,17 @@ pub async fn run(
             Event::Request(Some(Request::Poll(tx))) => {
                 last_poll = Instant::now();
                 if !buffer.is_empty() {
-                    deliver(tx, &mut buffer);
+                    buffer.deliver(tx);
                 } else if let Some(old) = waiter.replace(tx) {
                     // A newer poll replaces an older one, which is told "nothing yet".
                     let _ = old.send(Vec::new());
                 }
             }
             Event::Request(Some(Request::Publish { frames, ack })) => {
+                if draining {
+                    let _ = ack.send(Ack::Timeout);
+                    continue;
+                }
                 batches.push_back(Batch {
                     frames: frames.into(),
                     ack,
@@ -268,7 +354,7 @@ pub async fn run(
             }
         }
         // Feed the current batch to the session until it must wait or the batch is done.
-        while pending.is_none() {
+        while pending.is_none() && !draining {
             let Some(b) = batches.front_mut() else { break };
             let Some(frame) = b.frames.pop_front() else {
                 if let Some(b) = batches.pop_front() {
@@ -276,16 +362,16 @@ pub async fn run(
                 }
                 continue;
             };
-            match decode(&conn, &frame) {
-                Ok(msg) => {
-                    pending = session.dispatch(msg);
+            match handle_frame(&mut session, &frame) {
+                Ok(wait) => {
+                    pending = wait;
                     if pending.is_some() {
                         frame_sleep.as_mut().reset(Instant::now() + window);
                         frame_armed = true;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!("closing LongPoll session on malformed frame: {e}");
+                    crate::warn_limited!("closing LongPoll session: {e}");
                     if let Some(b) = batches.pop_front() {
                         let _ = b.ack.send(Ack::Malformed);
                     }

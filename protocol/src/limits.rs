@@ -1,0 +1,51 @@
+//! Limits on decoded client messages (provisional; the parsers package owns this file).
+
+use serde_json::Value;
+
+use crate::message::Message;
+
+/// Longest topic, event, ref or join_ref: V2 binary frames' one-byte length fields.
+pub const MAX_FIELD_BYTES: usize = 255;
+
+/// Why a decoded client message breaks a limit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// A field is longer than [`MAX_FIELD_BYTES`].
+    #[error("{field} is {len} bytes (max {MAX_FIELD_BYTES})")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+    },
+    /// A ref or join_ref that is not a string, an integer or null.
+    #[error("{0} must be a string, an integer or null")]
+    BadRef(&'static str),
+}
+
+fn check_ref(field: &'static str, v: &Value) -> Result<(), LimitError> {
+    match v {
+        Value::Null => Ok(()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(()),
+        Value::String(s) if s.len() <= MAX_FIELD_BYTES => Ok(()),
+        Value::String(s) => Err(LimitError::TooLong {
+            field,
+            len: s.len(),
+        }),
+        _ => Err(LimitError::BadRef(field)),
+    }
+}
+
+/// Checks a decoded client message against the field limits.
+pub fn check_client_message(msg: &Message) -> Result<(), LimitError> {
+    for (field, s) in [("topic", &msg.topic), ("event", &msg.event)] {
+        if s.len() > MAX_FIELD_BYTES {
+            return Err(LimitError::TooLong {
+                field,
+                len: s.len(),
+            });
+        }
+    }
+    check_ref("ref", &msg.ref_)?;
+    check_ref("join_ref", &msg.join_ref)
+}
