@@ -91,7 +91,7 @@ pub struct Config {
     /// LongPoll: bytes of frames a session may hold between polls (`LP_MAX_BUFFERED_BYTES`,
     /// default 4 MiB); over it the session is closed, as with `LP_MAX_BUFFERED`.
     pub lp_max_buffered_bytes: usize,
-    /// Joins a socket may start per second, after a burst of `max_channels`
+    /// Joins a socket may start per second, after a burst of 2 × `max_channels`
     /// (`MAX_JOINS_PER_SEC`, default 10; 0 = unlimited). Over it: join error "rate limited".
     pub max_joins_per_sec: u32,
     /// Messages a socket may send per second, after a burst of as many (`MAX_MESSAGES_PER_SEC`,

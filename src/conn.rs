@@ -220,3 +220,27 @@ impl ConnHandle {
         Ok(OutFrame::from_frame(frame).is_some_and(|f| self.send_frame(f)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(n: usize) -> OutFrame {
+        OutFrame::Text(Utf8Bytes::from("x".repeat(n)))
+    }
+
+    #[test]
+    fn the_outbound_queue_is_bounded_in_bytes_and_overflow_queues_one_close() {
+        let metrics = Arc::new(Metrics::default());
+        let conn = ConnHandle::new(Serializer::V2, Bounds::new(1024, 1000), metrics.clone());
+        // One frame larger than the byte bound still goes into an empty queue.
+        assert!(conn.send_frame(text(5000)));
+        assert!(!conn.send_frame(text(10)), "over the byte bound");
+        assert!(!conn.send_frame(text(10)));
+        assert_eq!(metrics.overflow_closes.get(), 1, "counted once");
+        let items: Vec<Outgoing> = conn.outbox().take_all().collect();
+        assert_eq!(items.len(), 2, "{items:?}");
+        assert!(matches!(items[1], Outgoing::Close(CloseCode::OVERFLOW)));
+        assert!(conn.is_closing());
+    }
+}

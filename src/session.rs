@@ -13,7 +13,7 @@
 //!
 //! Limits a client meets here (README, "Limits and failure behaviour"): every message takes a
 //! token from the socket's message bucket (`MAX_MESSAGES_PER_SEC`) and every join one from its
-//! join bucket (`MAX_JOINS_PER_SEC`, burst `MAX_CHANNELS`); an empty bucket gets an error reply
+//! join bucket (`MAX_JOINS_PER_SEC`, burst 2 × `MAX_CHANNELS`); an empty bucket gets an error reply
 //! `{"reason":"rate limited"}` and the message is not processed. Client messages count against
 //! their channel's inbox bounds by their size on the wire — `phx_leave` included — so a flood
 //! stops the socket being read (TCP backpressure) instead of growing memory.
@@ -545,10 +545,10 @@ fn message_rate(cfg: &crate::config::Config) -> Rate {
     Rate::new(cfg.max_messages_per_sec, cfg.max_messages_per_sec)
 }
 
-/// `MAX_JOINS_PER_SEC`, with a burst of `MAX_CHANNELS` (a page may join every channel it is
-/// allowed at once).
+/// `MAX_JOINS_PER_SEC`, with a burst of twice `MAX_CHANNELS`: a page may join every channel it
+/// is allowed at once, and then still leave and rejoin as many before the rate applies.
 fn join_rate(cfg: &crate::config::Config) -> Rate {
-    let burst = u32::try_from(cfg.max_channels).unwrap_or(u32::MAX);
+    let burst = u32::try_from(cfg.max_channels.saturating_mul(2)).unwrap_or(u32::MAX);
     Rate::new(cfg.max_joins_per_sec, burst)
 }
 

@@ -777,3 +777,67 @@ async fn session_cap_refuses_with_503() {
     assert_eq!((r.status, r.body.as_str()), (503, ""));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+#[tokio::test]
+async fn buffer_bytes_overflow_closes_the_session() {
+    // 16 KiB of buffered frames at most: four 8 KiB echo replies never polled overflow it.
+    let s = start_with(|c| c.lp_max_buffered_bytes = 16 * 1024).await;
+    let t = session(&s).await;
+    post(&s, &t, &[r#"["1","1","room:lobby","phx_join",{}]"#])
+        .await
+        .expect(r#"{"status":200}"#);
+    let pad = "x".repeat(8 * 1024);
+    let lines: Vec<String> = (2..=5)
+        .map(|i| format!(r#"["1","{i}","room:lobby","ping",{{"pad":"{pad}"}}]"#))
+        .collect();
+    let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let r = post(&s, &t, &refs).await;
+    assert!(
+        r.body == r#"{"status":200}"# || r.body == r#"{"status":410}"#,
+        "{}",
+        r.body
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = poll_h(&s, &t).await;
+    assert_eq!(r.json()["status"], 410, "{}", r.body);
+    assert_ne!(r.token(), t, "the overflowing session is gone");
+}
+
+#[tokio::test]
+async fn frames_over_max_frame_size_are_refused_like_on_a_websocket() {
+    let s = start_with(|c| c.max_frame_size = 256).await;
+    let t = session(&s).await;
+    let long = format!(
+        r#"["1","1","room:lobby","ping",{{"pad":"{}"}}]"#,
+        "x".repeat(300)
+    );
+    // An ndjson line over MAX_FRAME_SIZE, and a whole legacy body over it: 400, nothing run.
+    let r = post(&s, &t, &[&heartbeat("1"), &long]).await;
+    assert_eq!((r.status, r.body.as_str()), (400, ""));
+    let r = post_raw(&s, &t, "application/json", long.as_bytes()).await;
+    assert_eq!((r.status, r.body.as_str()), (400, ""));
+    post(&s, &t, &[&heartbeat("2")])
+        .await
+        .expect(r#"{"status":200}"#);
+    assert_eq!(collect(&s, &t, 1).await, vec![heartbeat_reply("2")]);
+}
+
+#[tokio::test]
+async fn a_drain_hands_buffered_replies_to_the_next_poll() {
+    let s = start().await;
+    let t = session(&s).await;
+    post(&s, &t, &[&heartbeat("7")])
+        .await
+        .expect(r#"{"status":200}"#);
+    // The reply is buffered, not polled yet, when the drain starts.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let ep = s.endpoint.clone();
+    let drained = tokio::spawn(async move { ep.drain().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(collect(&s, &t, 1).await, vec![heartbeat_reply("7")]);
+    tokio::time::timeout(Duration::from_secs(30), drained)
+        .await
+        .expect("drain finishes")
+        .expect("task");
+    assert_eq!(s.endpoint.live_sockets(), 0);
+}

@@ -243,6 +243,14 @@ impl Channel for VideoChannel {
                 return Ok(JoinReply::Error(reason(store_error_reason(&e))));
             }
         };
+        // The channel was subscribed before this join started reading, so an annotation
+        // committed meanwhile is both in `annotations` and in a held broadcast: send it once.
+        let covered: std::collections::HashSet<i64> = annotations.iter().map(|a| a.id).collect();
+        socket.skip_held_broadcasts(move |event, payload| {
+            event == "new_annotation"
+                && matches!(payload, Payload::Json(v)
+                    if v["id"].as_i64().is_some_and(|id| covered.contains(&id)))
+        });
         self.video_id = video_id;
         socket.assign("video_id", video_id);
         socket.send_self(AfterJoin);
