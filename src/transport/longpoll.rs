@@ -88,6 +88,16 @@ pub enum BodyError {
     FrameTooLarge(usize),
 }
 
+/// What a request's session token names.
+enum Lookup {
+    /// A live session.
+    Live(Arc<SessionHandle>),
+    /// A session this server issued, which has ended.
+    Gone,
+    /// No token, or not one of ours (forged, expired, another secret).
+    Unknown,
+}
+
 /// The LongPoll transport of one mounted socket: its live sessions.
 pub struct LongPoll {
     /// The endpoint (config, tokens, registry for the drain).
@@ -138,37 +148,53 @@ impl LongPoll {
         }
         let params = decode_query(query.as_deref().unwrap_or(""));
         let token = session_token(&headers, &params);
-        let found = token.as_deref().and_then(|t| self.resume(t));
+        let found = match token.as_deref() {
+            Some(t) => self.resume(t),
+            None => Lookup::Unknown,
+        };
         if method == Method::GET {
-            if let (Some(handle), Some(token)) = (found, token.as_deref()) {
-                if let Some(resp) = self.listen(&handle, token).await {
-                    return resp;
-                }
+            match (found, token.as_deref()) {
+                (Lookup::Live(handle), Some(token)) => match self.listen(&handle, token).await {
+                    Some(resp) => resp,
+                    None => status_json(410),
+                },
+                // A session token we issued whose session has ended: the client's session is
+                // gone, and it reconnects on 410 (spec §7.5). Phoenix starts a new session here
+                // and answers 410 with its token, which a client holding a token discards; not
+                // running `connect` again with the stale request's params (its `token` query
+                // param is the dead session's, which a socket reading `params["token"]` would
+                // take for a user token and refuse with 403) gives the client the same 410
+                // without a session nobody will poll.
+                (Lookup::Gone, _) => status_json(410),
+                _ => self.new_session(params, &headers, peer).await,
             }
-            self.new_session(params, &headers, peer).await
         } else {
             match found {
-                Some(handle) => self.publish(&handle, &headers, body).await,
-                None => status_json(410),
+                Lookup::Live(handle) => self.publish(&handle, &headers, body).await,
+                _ => status_json(410),
             }
         }
     }
 
-    /// The live session a token names, if any.
-    fn resume(&self, token: &str) -> Option<Arc<SessionHandle>> {
-        let data = self
-            .endpoint
-            .verify_token(SESSION_SALT, token, Some(SESSION_MAX_AGE))
-            .ok()?;
-        let Term::Binary(bytes) = data else {
-            return None;
+    /// What a session token names.
+    fn resume(&self, token: &str) -> Lookup {
+        let Ok(Term::Binary(bytes)) =
+            self.endpoint
+                .verify_token(SESSION_SALT, token, Some(SESSION_MAX_AGE))
+        else {
+            return Lookup::Unknown;
         };
-        let id = u128::from_be_bytes(bytes.as_slice().try_into().ok()?);
-        self.sessions.get(&id).map(|h| h.clone())
+        let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice()).map(u128::from_be_bytes) else {
+            return Lookup::Unknown;
+        };
+        match self.sessions.get(&id) {
+            Some(h) => Lookup::Live(h.clone()),
+            None => Lookup::Gone,
+        }
     }
 
     /// A poll on a live session. `None` if the session stopped before it saw the poll (the
-    /// caller then starts a new one, as Phoenix does for a dead session's token).
+    /// caller answers 410: the session is gone).
     async fn listen(&self, handle: &SessionHandle, token: &str) -> Option<Response> {
         let (tx, mut rx) = oneshot::channel();
         match handle.requests.send(Request::Poll(tx), 0) {
