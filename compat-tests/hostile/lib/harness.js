@@ -450,7 +450,8 @@ export function hostile(name, opts, fn) {
       if (caseError) parts.push(describeError(caseError));
       if (problems.length) parts.push(`harness checks failed:\n- ${problems.join("\n- ")}`);
       const e = new Error(parts.join("\n\n"));
-      e.stack = e.message; // the case's own location is in describeError
+      // the case's own location is in describeError; no harness frames
+      e.stack = `Error: ${e.message}\n    at hostile case "${name}"`;
       throw e;
     }
   });
