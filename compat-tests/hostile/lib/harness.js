@@ -209,13 +209,14 @@ export class SpawnedServer extends ServerBase {
 }
 
 /**
- * Starts `$PHX_SERVER_BIN <args>` (default `serve --fixture`) on a free port with HOST/PORT,
+ * Starts `$PHX_SERVER_BIN <args>` (default `serve --fixture`) on a free port with HOST/PORT
+ * (and, with `nofile`, under `ulimit -Sn <nofile>`),
  * the given env on top of ours (RUST_LOG and DATABASE_URL removed unless given: default log
  * level, and never the shared database), and waits until `ready` answers 200.
  * Stop it with `server.stop()` (an `after` hook); anything still running when this process
  * exits is killed.
  */
-export async function spawnServer(name, { args = ["serve", "--fixture"], env = {}, cwd = REPO, ready } = {}) {
+export async function spawnServer(name, { args = ["serve", "--fixture"], env = {}, cwd = REPO, ready, nofile } = {}) {
   const port = await freePort();
   const logPath = path.join(RUN_DIR, `${name}-${port}.log`);
   const log = fs.openSync(logPath, "a");
@@ -224,7 +225,9 @@ export async function spawnServer(name, { args = ["serve", "--fixture"], env = {
   delete fullEnv.DATABASE_URL;
   Object.assign(fullEnv, { HOST: "127.0.0.1", PORT: String(port) }, env);
   for (const k of Object.keys(fullEnv)) if (fullEnv[k] === undefined) delete fullEnv[k];
-  const child = spawn(BIN, args, { cwd, env: fullEnv, stdio: ["ignore", log, log] });
+  // nofile: the soft RLIMIT_NOFILE the server starts with (bash's ulimit, then exec: same pid)
+  const [file, argv] = nofile ? ["bash", ["-c", `ulimit -Sn ${Number(nofile)} && exec "$0" "$@"`, BIN, ...args]] : [BIN, args];
+  const child = spawn(file, argv, { cwd, env: fullEnv, stdio: ["ignore", log, log] });
   fs.closeSync(log);
   const fixture = args.includes("--fixture");
   const server = new SpawnedServer(name, port, logPath, child, { fixture });
@@ -379,7 +382,8 @@ export const mb = (bytes) => (bytes === null || bytes === undefined ? "?" : `${(
 /**
  * Declares one hostile case. opts:
  *   server     a server handle or a function returning one (default: the shared server)
- *   bystander  false, or options for Bystander.start (default: room:lobby on the fixture)
+ *   bystander  false, or options for Bystander.start (default: room:lobby on the fixture), or a
+ *              function returning them
  *   rss        false, or {bound (bytes over the baseline, default 32 MiB), settleMs (default 10 s)}
  *   timeout    node:test timeout (default 60 s)
  *   expectExit the case stops the server itself (SIGTERM): its exit is not a death
@@ -397,7 +401,8 @@ export function hostile(name, opts, fn) {
     const baseline = server.rss();
     const sampler = rssSampler(server);
     const rssOpts = opts.rss === false ? null : { bound: 32 * MiB, settleMs: 10000, ...(opts.rss ?? {}) };
-    const bystander = opts.bystander === false ? null : await Bystander.start(server, opts.bystander ?? {});
+    const byOpts = typeof opts.bystander === "function" ? opts.bystander() : opts.bystander;
+    const bystander = byOpts === false ? null : await Bystander.start(server, byOpts ?? {});
     const started = Date.now();
     const ctx = { server, t, baseline, peak: () => sampler.peak, note: (s) => t.diagnostic(s) };
 

@@ -26,6 +26,7 @@ const live = new Set();
 process.on("exit", () => {
   // fast shutdown of anything still running, by pid
   for (const c of live) {
+    c.thaw();
     const pid = c.pid;
     if (pid) {
       try {
@@ -88,6 +89,42 @@ export class Cluster {
   /** pg_ctl stop: `fast` rolls back open transactions and disconnects every client. */
   stop(mode = "fast") {
     return run(path.join(PG_BIN, "pg_ctl"), ["-D", this.data, "-m", mode, "-w", "-t", "30", "stop"]);
+  }
+
+  /** The postmaster and its children (backends, writers): the processes of this cluster. */
+  processes() {
+    const root = this.pid;
+    if (!root) return [];
+    const kids = [];
+    for (const d of fs.readdirSync("/proc")) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, "utf8");
+        const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+        if (ppid === root) kids.push(Number(d));
+      } catch {
+        /* exited meanwhile */
+      }
+    }
+    return [root, ...kids];
+  }
+
+  /** SIGSTOP every process of the cluster: connections stay open, nothing answers. */
+  freeze() {
+    this.frozen = this.processes();
+    for (const pid of this.frozen) process.kill(pid, "SIGSTOP");
+  }
+
+  /** SIGCONT what freeze() stopped. */
+  thaw() {
+    for (const pid of this.frozen ?? []) {
+      try {
+        process.kill(pid, "SIGCONT");
+      } catch {
+        /* gone */
+      }
+    }
+    this.frozen = null;
   }
 
   /** Rows of `sql` (psql -At), one string per row. */

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 
 import { hostile, spawnServer, until } from "../lib/harness.js";
 import { Conn, request, get, upgrade, openMany, trickle, parseResponse } from "../lib/tcp.js";
+import { WireSocket } from "../lib/wire.js";
 import { connect, frame, replyFrame, assertFrame } from "../../lib/raw.js";
 import { sleep } from "../../lib/server.js";
 
@@ -161,6 +162,37 @@ describe("HTTP caps (defaults)", () => {
   });
 });
 
+/**
+ * Three connections over the cap: each is answered at once — without our sending a byte (a
+ * server that read first and then closed would make the client lose the answer to a TCP
+ * reset) — with exactly one `HTTP/1.1 503` response carrying `connection: close`, then EOF.
+ */
+async function expectRefused(p, limit) {
+  const extra = await Promise.all([0, 1, 2].map(() => Conn.open(p)));
+  try {
+    for (const c of extra) {
+      try {
+        await c.until((x) => x.end !== null, 3000, "the 503 and the close");
+      } catch {
+        c.write(upgrade("/socket/websocket?vsn=2.0.0"));
+        await sleep(500);
+        assert.fail(
+          `a connection over MAX_CONNECTIONS=${limit} was not answered and closed at once; ` +
+            `after an upgrade request it got ${short(c)}`,
+        );
+      }
+      const r = parseResponse(c.data);
+      assert.ok(r, `the extra connection got ${short(c)} then ${c.end.how}`);
+      assert.match(c.text, /^HTTP\/1\.1 503 /, "status line");
+      assert.equal(r.status, 503);
+      assert.equal(r.headers.connection?.toLowerCase(), "close", `connection: close (headers ${JSON.stringify(r.headers)})`);
+      assert.equal(r.length, c.received, `nothing after the 503 response: ${short(c)}`);
+    }
+  } finally {
+    for (const c of extra) c.destroy();
+  }
+}
+
 describe("MAX_CONNECTIONS (own server, MAX_CONNECTIONS=16)", () => {
   const LIMIT = 16;
   let server;
@@ -184,31 +216,7 @@ describe("MAX_CONNECTIONS (own server, MAX_CONNECTIONS=16)", () => {
           assertFrame(await s.next(), replyFrame(`${i}`, `${i}`, "room:lobby", "ok", {}));
           socks.push(s);
         }
-        // Connections 17..19: answered at once, without sending a byte (a server that reads first
-        // and then closes would make the client lose the answer to a TCP reset).
-        const extra = await Promise.all([0, 1, 2].map(() => Conn.open(server.port)));
-        try {
-          for (const c of extra) {
-            try {
-              await c.until((x) => x.end !== null, 3000, "the 503 and the close");
-            } catch {
-              c.write(upgrade("/socket/websocket?vsn=2.0.0"));
-              await sleep(500);
-              assert.fail(
-                `connection ${LIMIT + 1} (over MAX_CONNECTIONS=${LIMIT}) was not answered and closed at once; ` +
-                  `after an upgrade request it got ${short(c)}`,
-              );
-            }
-            const r = parseResponse(c.data);
-            assert.ok(r, `the extra connection got ${short(c)} then ${c.end.how}`);
-            assert.match(c.text, /^HTTP\/1\.1 503 /, "status line");
-            assert.equal(r.status, 503);
-            assert.equal(r.headers.connection?.toLowerCase(), "close", `connection: close (headers ${JSON.stringify(r.headers)})`);
-            assert.equal(r.length, c.received, `nothing after the 503 response: ${short(c)}`);
-          }
-        } finally {
-          for (const c of extra) c.destroy();
-        }
+        await expectRefused(server.port, LIMIT);
         // established sockets untouched
         for (const s of socks) await s.heartbeat();
         // a freed slot is usable again
@@ -229,6 +237,45 @@ describe("MAX_CONNECTIONS (own server, MAX_CONNECTIONS=16)", () => {
         await socks.at(-1).heartbeat();
       } finally {
         for (const s of socks) s.close();
+      }
+    },
+  );
+});
+
+describe("MAX_CONNECTIONS default = RLIMIT_NOFILE soft limit − 512 (own server under ulimit -n 612)", () => {
+  // The default on this machine (19,488) is too many sockets for CI; under a soft limit of 612
+  // the same default rule gives 100.
+  const LIMIT = 100;
+  let server;
+  before(async () => {
+    server = await spawnServer("maxconn-default", { nofile: LIMIT + 512 });
+  });
+  after(() => server?.stop());
+
+  hostile(
+    "MAX_CONNECTIONS default: with a soft fd limit of 612, connection 101 gets the 503; the 100 before it (WebSocket and keep-alive HTTP) still answer",
+    { server: () => server, timeout: 60000 },
+    async () => {
+      await sleep(300); // the readiness probe's connection is gone
+      // the bystander + 89 WebSockets + 10 idle keep-alive HTTP connections = 100
+      const socks = [];
+      const http = [];
+      try {
+        for (let i = 0; i < 89; i++) socks.push(await WireSocket.open(server.port));
+        for (let i = 0; i < 10; i++) {
+          const c = await Conn.open(server.port);
+          c.write("GET /fixture/token?user_id=1 HTTP/1.1\r\nHost: localhost\r\n\r\n");
+          assert.equal((await c.response()).status, 200);
+          http.push(c);
+        }
+        await expectRefused(server.port, LIMIT);
+        for (const [i, s] of socks.entries()) s.sendText(`[null,"d${i}","phoenix","heartbeat",{}]`);
+        for (const [i, s] of socks.entries()) {
+          assert.equal(await s.nextText(), `[null,"d${i}","phoenix","phx_reply",{"response":{},"status":"ok"}]`);
+        }
+      } finally {
+        for (const s of socks) s.destroy();
+        for (const c of http) c.destroy();
       }
     },
   );

@@ -9,6 +9,7 @@ import { describe } from "node:test";
 import assert from "node:assert/strict";
 
 import { hostile, scaled, until } from "../lib/harness.js";
+import { request, upgrade, get } from "../lib/tcp.js";
 import { connect, frame, replyFrame, assertFrame, show } from "../../lib/raw.js";
 import { uniqTopic, sleep } from "../../lib/server.js";
 
@@ -136,6 +137,36 @@ describe("message rate limit (MAX_MESSAGES_PER_SEC)", () => {
       }
     },
   );
+});
+
+describe("log content", () => {
+  hostile("logs: a refused token, malformed frames and pushes never put the token or the payload into the log", async ({ server }) => {
+    const from = server.logSize();
+    const secret = `SECRET${Math.random().toString(36).slice(2)}`;
+    const token = `SFMyNTY.${secret}-token`;
+    const p = Number(process.env.PHX_PORT);
+    assert.equal((await request(p, upgrade(`/socket/websocket?token=${token}&vsn=2.0.0`))).status, 403);
+    const lp = await request(p, get("/socket/longpoll?vsn=2.0.0", [`x-phoenix-authtoken: ${token}`]));
+    assert.match(lp.body.toString(), /"status":403/);
+    for (const bad of [
+      `["1","2","room:lobby","ping",{"p":"${secret}-payload"}`, // not JSON
+      `{"topic":"room:lobby","event":"ping","payload":{"p":"${secret}-payload"},"ref":"2"}`, // V1 on V2
+      `["1","2","room:lobby","ping"]`,
+    ]) {
+      const s = await connect(url());
+      s.send(frame("1", "1", "room:lobby", "phx_join", {}));
+      await s.next();
+      s.send(`["1","3","room:lobby","ping",{"p":"${secret}-payload"}]`);
+      await s.next();
+      s.send(bad);
+      await s.closed(5000).catch(() => {});
+      s.close();
+    }
+    await sleep(500);
+    const logged = server.logSince(from);
+    const leaks = logged.split("\n").filter((l) => l.includes(secret));
+    assert.deepEqual(leaks.map((l) => l.replace(/\x1b\[[0-9;]*m/g, "").slice(0, 300)), [], "log lines with the token or a payload");
+  });
 });
 
 describe("log volume", () => {

@@ -141,6 +141,77 @@ describe("join boundary (Postgres)", () => {
   );
 });
 
+/**
+ * Three posts while Postgres is SIGSTOPped (connections open, nothing answers) for longer than
+ * the server's 5 s deadline — from three sockets (`queued: false`) or queued on one channel
+ * (`queued: true`: the 2nd and 3rd wait behind the 1st, so their deadline must run from their
+ * arrival for the client to hear back within phoenix.js's 10 s) — then it resumes.
+ */
+function hungDatabase(queued) {
+  return async ({ t, note }) => {
+      const video = randomVideo();
+      const topic = `videos:${video}`;
+      // three posters on their own sockets (one channel each: their posts are independent)
+      const channels = [];
+      for (let p = 0; p < (queued ? 1 : 3); p++) {
+        const s = mkSocketAt(t, endpoint(), { params: { token: await token(randomUser()) }, rejoinAfterMs: () => 60000 });
+        s.connect();
+        const ch = s.channel(topic, {});
+        await join(ch);
+        channels.push(ch);
+      }
+      const watcher = mkSocketAt(t, endpoint(), { rejoinAfterMs: () => 60000 });
+      watcher.connect();
+      const wch = watcher.channel(topic, {});
+      const broadcast = new Set();
+      wch.on("new_annotation", (a) => broadcast.add(a.body));
+      await join(wch);
+
+      const results = [];
+      const post = async (ch, body) => {
+        const r = await result(ch.push("new_annotation", { body, at: 0 }, 10000));
+        results.push({ body, ...r });
+        return r;
+      };
+      for (let n = 0; n < 5; n++) assert.equal((await post(channels[n % channels.length], `before-${n}`)).status, "ok");
+      cluster.freeze();
+      let hung;
+      try {
+        hung = await Promise.all([0, 1, 2].map((n) => post(channels[n % channels.length], `hung-${n}`)));
+      } finally {
+        cluster.thaw();
+      }
+      await sleep(3000); // a transaction left running would commit now
+      const after = await post(channels[0], "after");
+      await sleep(500);
+      const bodies = new Set(await cluster.query(`SELECT body FROM annotations WHERE video_id = ${video}`));
+      note(`posts to the hung database: ${JSON.stringify(hung)}; first post after it resumed: ${JSON.stringify(after)}; rows ${[...bodies].join(",")}`);
+
+      const lost = results.filter((r) => r.status === "ok" && !bodies.has(r.body)).map((r) => r.body);
+      assert.deepEqual(lost, [], "posts acknowledged ok that are not in the table");
+      const ghosts = results.filter((r) => r.status !== "ok" && bodies.has(r.body)).map((r) => `${r.body} (${r.status})`);
+      assert.deepEqual(ghosts, [], "posts answered with an error (or not at all) that committed anyway once the database resumed");
+      const unbroadcast = [...bodies].filter((b) => !broadcast.has(b));
+      assert.deepEqual(unbroadcast, [], "rows that were never broadcast to the watcher");
+      for (const [n, r] of hung.entries()) {
+        assert.notEqual(r.status, "timeout", `post hung-${n}: no answer within phoenix.js's 10 s (the server's deadline is 5 s)`);
+      }
+  };
+}
+
+describe("a database that hangs (Postgres SIGSTOPped past the 5 s deadline)", () => {
+  hostile(
+    "store: three posts from three sockets to a hung database → error replies within the deadline; once it resumes none of them is in the table, nothing commits unbroadcast",
+    { server: () => server, timeout: 90000 },
+    hungDatabase(false),
+  );
+  hostile(
+    "store: three posts queued on one channel to a hung database → each answered before phoenix.js's 10 s timeout; none commits after its error/timeout",
+    { server: () => server, timeout: 90000 },
+    hungDatabase(true),
+  );
+});
+
 describe("database outage (Postgres stopped mid-run)", () => {
   hostile(
     "store: the database goes down mid-run → posts get {reason: database unavailable} (or database error), joins get an error, other sockets heartbeat; every ok is in the table, no error is",
