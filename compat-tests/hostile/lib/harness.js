@@ -50,6 +50,18 @@ fs.mkdirSync(RUN_DIR, { recursive: true });
 
 const PANIC = /panicked|overflowed its stack|fatal runtime error/;
 
+/** Whether `pid` is a running process (a zombie — exited, not yet reaped — is not). */
+function procAlive(pid) {
+  if (!pid) return false;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // servers
 
@@ -133,7 +145,16 @@ class SharedServer extends ServerBase {
 
   alive() {
     if (fs.existsSync(path.join(this.state, "server.exit"))) return false;
-    return this.pid !== null && fs.existsSync(`/proc/${this.pid}`);
+    return procAlive(this.pid);
+  }
+
+  /** Whether it answers GET /fixture/token (within 2 s). */
+  async answers() {
+    try {
+      return (await request(this.port, get("/fixture/token?user_id=1"), { timeout: 2000 })).status === 200;
+    } catch {
+      return false;
+    }
   }
 
   /** server-ctl.sh start (after a case killed it). */
@@ -192,7 +213,7 @@ export class SpawnedServer extends ServerBase {
   }
 
   alive() {
-    return this.exit === null;
+    return this.exit === null && procAlive(this.pid);
   }
 
   /** SIGTERM; resolves with {code, signal} or null if it did not exit within ms (then SIGKILL). */
@@ -393,9 +414,14 @@ export function hostile(name, opts, fn) {
   if (typeof opts === "function") [opts, fn] = [{}, opts];
   test(name, { timeout: opts.timeout ?? 60000 }, async (t) => {
     const server = (typeof opts.server === "function" ? opts.server() : opts.server) ?? sharedServer();
-    if (!server.alive()) {
-      if (server instanceof SharedServer) await server.restart();
-      else throw new Error(`${server.name} is not running:\n${server.logTail()}`);
+    if (server instanceof SharedServer) {
+      // A server that a previous case killed may still be dying (not answering, not reaped).
+      if (server.alive() && !(await server.answers())) {
+        await until(() => !server.alive(), "", 5000).catch(() => {});
+      }
+      if (!server.alive()) await server.restart();
+    } else if (!server.alive()) {
+      throw new Error(`${server.name} is not running:\n${server.logTail()}`);
     }
     const logFrom = server.logSize();
     const baseline = server.rss();
