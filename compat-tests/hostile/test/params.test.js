@@ -22,13 +22,18 @@ const ws = (query) => request(port(), upgrade(`/socket/websocket?${query}`));
 const lp = (query) => request(port(), get(`/socket/longpoll?${query}`));
 
 describe("connect params", () => {
-  hostile("params: ~20 KB of nested brackets (a[b][b]…=1) → 414 on both transports, server alive", async () => {
+  hostile("params: 15 KB of nested brackets (a[b][b]…=1) → 414 on both transports (20 KB: 414 or 431), server alive", async () => {
     const q = `${nested(5000)}&vsn=2.0.0`; // 15 KB of brackets: over the URI cap, under the header cap
     assert.ok(q.length > 8192 && q.length < 16000, `query is ${q.length} bytes`);
     const w = await ws(q);
     assert.equal(w.status, 414, `WebSocket upgrade with a ${q.length}-byte nested query → HTTP ${w.status}`);
     const l = await lp(q);
     assert.equal(l.status, 414, `LongPoll GET with a ${q.length}-byte nested query → HTTP ${l.status}`);
+    // ~20 KB is over the header cap (16 KiB) too; the spec does not order the two: 414 or 431
+    const q20 = `${nested(6700)}&vsn=2.0.0`;
+    for (const [what, r] of [["WebSocket", await ws(q20)], ["LongPoll", await lp(q20)]]) {
+      assert.ok([414, 431].includes(r.status), `${what} with a ${q20.length}-byte nested query → HTTP ${r.status}`);
+    }
   });
 
   hostile("params: depth 33 under the URI cap → 400 on both transports; depth 32 connects", async () => {
