@@ -64,12 +64,25 @@ describe("channel inbox: phx_leave flood to a busy channel (own server: its own 
         await lock.acquired;
         s.send(frame("1", "post", topic, "new_annotation", { body: "stuck", at: 0 }));
         await sleep(100);
-        // the flood, while the post waits on the lock (this side's send buffer kept small)
+        // The flood, while the post waits on the lock. The lock is released once every leave has
+        // left this process, or once sending stalls for 1 s: a server that stops reading (the
+        // spec's backpressure) stalls us, one that queues every leave does not.
+        const flushed = async (limit) => {
+          let last = s.ws.bufferedAmount;
+          let since = Date.now();
+          while (s.ws.bufferedAmount > limit && !s.isClosed) {
+            await sleep(5);
+            if (s.ws.bufferedAmount < last) [last, since] = [s.ws.bufferedAmount, Date.now()];
+            else if (Date.now() - since > 1000) lock.releaseAfter(0); // stalled: backpressure
+          }
+        };
         for (let i = 1; i <= LEAVES; i++) {
           s.send(frame("1", `l${i}`, topic, "phx_leave", {}));
-          if (i % 5000 === 0) while (s.ws.bufferedAmount > 1 * MiB && !s.isClosed) await sleep(5);
-          if (i === 100_000) lock.releaseAfter(1000);
+          if (i % 5000 === 0) await flushed(1 * MiB);
         }
+        await flushed(0);
+        await sleep(500); // the server has read what it will
+        note(`lock held for ${lock.released ? "the flood until sending stalled" : "the whole flood"}`);
         lock.releaseAfter(0);
         await until(() => seen.post !== null, "the post's reply", 15000);
         // until the answers stop coming
@@ -77,7 +90,12 @@ describe("channel inbox: phx_leave flood to a busy channel (own server: its own 
         note(`peak RSS ${mb(peak())} (baseline ${mb(baseline)}); leave ok replies ${seen.leaveOk}, phx_close ${seen.closes}; post ${seen.post?.slice(0, 90)}`);
         assert.ok(!s.isClosed, `the socket closed: ${JSON.stringify(s.closeInfo)}`);
         assert.ok(peak() <= baseline + 16 * MiB, `peak RSS ${mb(peak())} > baseline ${mb(baseline)} + 16 MiB: the leaves were queued without a bound`);
-        assertFrame(seen.post, replyFrame("1", "post", topic, "ok", {}));
+        // its answer: ok, or the store's error if the lock outlasted busy_timeout (5 s) on a slow machine
+        const postReply = JSON.parse(seen.post)[4];
+        assert.ok(
+          postReply.status === "ok" || ["database unavailable", "database error"].includes(postReply.response?.reason),
+          `the stuck post → ${seen.post}`,
+        );
         assert.equal(seen.closes, 1, "one phx_close (the first leave)");
         // Leaves that reach the channel after its first leave are dropped with it (as in Phoenix);
         // a bounded inbox holds at most 1,024 of them, every later one is answered ok.
@@ -110,15 +128,16 @@ function sqliteWriteLock(file) {
   });
   acquired.catch(() => {});
   child.stdin.write("PRAGMA busy_timeout = 5000;\nBEGIN IMMEDIATE;\nSELECT 'locked';\n");
-  let released = false;
-  return {
+  const lock = {
     acquired,
+    released: false,
     releaseAfter(ms) {
-      if (released) return;
-      released = true;
+      if (lock.released) return;
+      lock.released = true;
       setTimeout(() => child.stdin.end("COMMIT;\n.quit\n"), ms);
     },
   };
+  return lock;
 }
 
 // ------------------------------------------------------------------------------------------------
