@@ -56,6 +56,18 @@ export function mkSocket(t, opts = {}) {
   return socket;
 }
 
+/** `mkSocket` against another server: `endpoint` is its `ws://host:port/socket`. */
+export function mkSocketAt(t, endpoint, opts = {}) {
+  const socket = new Socket(endpoint, {
+    transport: WebSocket,
+    reconnectAfterMs: () => 100,
+    rejoinAfterMs: () => 500,
+    ...opts,
+  });
+  t.after(() => shutdown(socket));
+  return socket;
+}
+
 /** Leaves every channel and disconnects; resolves within 3 s whatever happens. */
 export function shutdown(socket) {
   return new Promise((resolve) => {
