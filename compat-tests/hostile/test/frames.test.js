@@ -3,7 +3,7 @@
 // the connection ends without a Close frame, so `code === 1009` proves the frame arrived):
 //   1009 message larger than MAX_FRAME_SIZE (1 MiB by default; exactly 1 MiB is processed)
 //   1011 a frame that is not a Phoenix message
-//   1008 topic / event / ref / join_ref over 255 bytes, or a ref that is not string/int/null
+//   1008 topic / event / ref / join_ref over 1024 bytes, or a ref that is not string/int/null
 
 import { describe } from "node:test";
 import assert from "node:assert/strict";
@@ -127,14 +127,14 @@ describe("protocol violations → 1011", () => {
 
 describe("field limits → 1008", () => {
   const x = (n) => "x".repeat(n);
-  const topic256 = `room:${x(251)}`;
-  hostile("topic, event, ref, join_ref of 256 bytes, and refs that are objects/arrays/booleans → Close 1008 each; 255 bytes is fine", async () => {
+  const topicOver = `room:${x(1020)}`;
+  hostile("topic, event, ref, join_ref of 1025 bytes, and refs that are objects/arrays/booleans → Close 1008 each; 1024 bytes is fine", async () => {
     const cases = [
-      ["a 256-byte topic (join)", frame("5", "5", topic256, "phx_join", {})],
-      ["a 256-byte topic (push to an unjoined topic)", frame(null, "5", topic256, "ping", {})],
-      ["a 256-byte event", frame("1", "5", "room:lobby", x(256), {})],
-      ["a 256-byte ref", frame("1", x(256), "room:lobby", "ping", {})],
-      ["a 256-byte join_ref", frame(x(256), "5", "room:other", "phx_join", {})],
+      ["a 1025-byte topic (join)", frame("5", "5", topicOver, "phx_join", {})],
+      ["a 1025-byte topic (push to an unjoined topic)", frame(null, "5", topicOver, "ping", {})],
+      ["a 1025-byte event", frame("1", "5", "room:lobby", x(1025), {})],
+      ["a 1025-byte ref", frame("1", x(1025), "room:lobby", "ping", {})],
+      ["a 1025-byte join_ref", frame(x(1025), "5", "room:other", "phx_join", {})],
       ["an object ref", `["1",{"a":1},"room:lobby","ping",{}]`],
       ["an array ref", `["1",["5"],"room:lobby","ping",{}]`],
       ["a boolean ref", `["1",true,"room:lobby","ping",{}]`],
@@ -151,16 +151,16 @@ describe("field limits → 1008", () => {
     }
     assert.deepEqual(failures, [], `${failures.length} of ${cases.length} over-limit frames did not get a Close frame 1008`);
 
-    // The limit itself: 255-byte topic, join_ref and ref join; a 255-byte event is routed.
+    // The limit itself: 1024-byte topic, join_ref and ref join; a 1024-byte event is routed.
     const s = await connect(url());
     try {
-      const t255 = `room:${x(250)}`;
-      s.send(frame(x(255), x(255), t255, "phx_join", {}));
-      assertFrame(await s.next(), replyFrame(x(255), x(255), t255, "ok", {}));
-      s.send(frame(null, "6", "nope:1", x(255), {}));
+      const tMax = `room:${x(1019)}`;
+      s.send(frame(x(1024), x(1024), tMax, "phx_join", {}));
+      assertFrame(await s.next(), replyFrame(x(1024), x(1024), tMax, "ok", {}));
+      s.send(frame(null, "6", "nope:1", x(1024), {}));
       assertFrame(await s.next(), replyFrame(null, "6", "nope:1", "error", { reason: "unmatched topic" }));
-      s.send(frame(x(255), 7, t255, "ping", { n: 7 }));
-      assertFrame(await s.next(), replyFrame(x(255), 7, t255, "ok", { n: 7 }));
+      s.send(frame(x(1024), 7, tMax, "ping", { n: 7 }));
+      assertFrame(await s.next(), replyFrame(x(1024), 7, tMax, "ok", { n: 7 }));
       await s.heartbeat();
     } finally {
       s.close();
