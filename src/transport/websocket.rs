@@ -54,7 +54,8 @@ type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// still sends, so the connection ends with FIN rather than RST (see the module docs).
 pub const LINGER: Duration = Duration::from_secs(2);
 
-/// After a server-side Close frame: the most bytes discarded before letting go anyway.
+/// After a server-side Close frame: the most bytes read and discarded; past it the connection
+/// is left unread until [`LINGER`] ends.
 pub const LINGER_BYTES: usize = 64 << 20;
 
 /// How long the Close frame itself may take to write (a client that does not read).
@@ -387,9 +388,15 @@ async fn close_and_linger(mut ws: Ws, code: CloseCode) {
     while discarded < LINGER_BYTES {
         match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
             Ok(Ok(n)) if n > 0 => discarded += n,
-            _ => break,
+            // EOF (the client closed too), an error, or the deadline: done.
+            _ => return,
         }
     }
+    // A client still sending after LINGER_BYTES: stop reading (its sends stall on the TCP
+    // window, costing us nothing) but keep the connection until the deadline, so it has had
+    // its time to read our Close frame before the kernel resets the connection.
+    drop(scratch);
+    tokio::time::sleep_until(deadline).await;
 }
 
 /// Writes a batch unless the socket is killed (overflow) or the client stops reading for

@@ -195,7 +195,11 @@ describe("log volume", () => {
           done = answered();
           while (sent < total && sent - done < WINDOW) {
             const i = (sent >> 1) + 1;
-            s.send(sent % 2 === 0 ? frame(`j${i}`, `j${i}`, topic, "phx_join", {}) : frame(`j${i}`, `l${i}`, topic, "phx_leave", {}));
+            // A topic per pair: a leave whose join was rate limited must still be a leave of an
+            // unjoined topic (ok reply), never a stale-join_ref leave of the previous pair's
+            // channel, which Phoenix ignores without a reply.
+            const ti = `${topic}:${i}`;
+            s.send(sent % 2 === 0 ? frame(`j${i}`, `j${i}`, ti, "phx_join", {}) : frame(`j${i}`, `l${i}`, ti, "phx_leave", {}));
             sent++;
           }
           await sleep(5);
