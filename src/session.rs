@@ -428,6 +428,7 @@ impl Session {
             event: msg.event,
             ref_: msg.ref_.clone(),
             payload: msg.payload,
+            received_at: tokio::time::Instant::now(),
         };
         // Room was checked above; `send_counted` still counts the message against the bound
         // but never drops it if another producer raced us into the last slot.

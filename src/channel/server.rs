@@ -35,6 +35,9 @@ pub(crate) enum ChannelMsg {
         event: String,
         ref_: Value,
         payload: Payload,
+        /// When the session handed it to the channel (for deadlines: see
+        /// [`ChannelSocket::received_at`]).
+        received_at: tokio::time::Instant,
     },
     /// An intercepted broadcast for `handle_out`.
     Out(Arc<BroadcastMsg>),
@@ -170,6 +173,7 @@ pub(crate) fn start(
         joined: false,
         deferred: Vec::new(),
         current_ref: req.ref_.clone(),
+        received_at: tokio::time::Instant::now(),
         socket_id: req.socket_id.clone(),
         exit_guards: Vec::new(),
         skip_held: None,
@@ -308,8 +312,10 @@ async fn serve(
                 event,
                 ref_,
                 payload,
+                received_at,
             } => {
                 socket.current_ref = ref_.clone();
+                socket.received_at = received_at;
                 let r = AssertUnwindSafe(channel.handle_in(&event, payload, socket))
                     .catch_unwind()
                     .await;

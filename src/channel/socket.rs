@@ -52,6 +52,8 @@ pub struct ChannelSocket {
     pub(crate) deferred: Vec<OutFrame>,
     /// The ref of the client message being handled (for `socket_ref`).
     pub(crate) current_ref: Value,
+    /// When the message being handled reached this channel (the join's start, during join).
+    pub(crate) received_at: tokio::time::Instant,
     /// The socket's id (`Socket.id/1`), if any.
     pub(crate) socket_id: Option<Arc<str>>,
     /// Dropped with this value when the channel's task ends, however it ends (stop, crash,
@@ -194,6 +196,13 @@ impl ChannelSocket {
             from,
         });
         Ok(())
+    }
+
+    /// When the client message being handled reached this channel — not when `handle_in`
+    /// started: messages queued behind a slow one have waited already. A deadline that must
+    /// hold for the client (phoenix.js times a push out after 10 s) counts from here.
+    pub fn received_at(&self) -> tokio::time::Instant {
+        self.received_at
     }
 
     /// `socket_ref(socket)`: a handle to reply to the message being handled, later.

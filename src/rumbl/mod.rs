@@ -14,6 +14,7 @@
 pub mod annotation;
 pub mod app;
 pub mod assets;
+pub mod join_boundary;
 pub mod pages;
 pub mod store;
 pub mod user_socket;

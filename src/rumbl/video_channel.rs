@@ -70,6 +70,7 @@ use phx_protocol::Payload;
 use serde_json::{json, Value};
 
 use super::annotation::{self, changeset, errors_payload};
+use super::join_boundary::JoinBoundary;
 use super::store::{AnnotationStore, StoreError};
 use crate::channel::{
     async_trait, Channel, ChannelError, ChannelSocket, HandleResult, Info, JoinReply, Reply,
@@ -95,6 +96,8 @@ pub struct VideoChannel {
     video_id: i64,
     /// `RumblWeb.Presence`: who is watching (shared by every join of this router).
     presence: Presence,
+    /// Orders this router's posts and join reads per video (see [`JoinBoundary`]).
+    boundary: JoinBoundary,
 }
 
 /// `send(self(), :after_join)`.
@@ -102,12 +105,18 @@ struct AfterJoin;
 
 impl VideoChannel {
     /// A channel value for one join.
-    pub fn new(store: Arc<dyn AnnotationStore>, fixture_mode: bool, presence: Presence) -> Self {
+    pub fn new(
+        store: Arc<dyn AnnotationStore>,
+        fixture_mode: bool,
+        presence: Presence,
+        boundary: JoinBoundary,
+    ) -> Self {
         VideoChannel {
             store,
             fixture_mode,
             video_id: 0,
             presence,
+            boundary,
         }
     }
 
@@ -118,7 +127,15 @@ impl VideoChannel {
         fixture_mode: bool,
     ) -> impl Fn() -> VideoChannel + Send + Sync + 'static {
         let presence = presence(store.clone());
-        move || VideoChannel::new(store.clone(), fixture_mode, presence.clone())
+        let boundary = JoinBoundary::default();
+        move || {
+            VideoChannel::new(
+                store.clone(),
+                fixture_mode,
+                presence.clone(),
+                boundary.clone(),
+            )
+        }
     }
 }
 
@@ -235,6 +252,8 @@ impl Channel for VideoChannel {
                 return Ok(JoinReply::Error(reason(store_error_reason(&e))));
             }
         }
+        // No post of this video is between its COMMIT and its broadcast while we read.
+        let read_guard = self.boundary.read(video_id).await;
         let annotations = match db(self.store.annotations(video_id, last_seen_id, JOIN_LIMIT)).await
         {
             Ok(list) => list,
@@ -243,8 +262,9 @@ impl Channel for VideoChannel {
                 return Ok(JoinReply::Error(reason(store_error_reason(&e))));
             }
         };
+        drop(read_guard);
         // The channel was subscribed before this join started reading, so an annotation
-        // committed meanwhile is both in `annotations` and in a held broadcast: send it once.
+        // broadcast before the read is both in `annotations` and in a held broadcast: once.
         let covered: std::collections::HashSet<i64> = annotations.iter().map(|a| a.id).collect();
         socket.skip_held_broadcasts(move |event, payload| {
             event == "new_annotation"
@@ -310,6 +330,8 @@ impl Channel for VideoChannel {
                 ))));
             }
         }
+        // Held until the broadcast is out (see [`JoinBoundary`]).
+        let _post_guard = self.boundary.post(self.video_id).await;
         let inserted = db(self
             .store
             .insert_annotation(self.video_id, user_id, &new.body, new.at))
