@@ -97,6 +97,36 @@ pub struct Config {
     /// Messages a socket may send per second, after a burst of as many (`MAX_MESSAGES_PER_SEC`,
     /// default 1000; 0 = unlimited). Over it: error reply "rate limited", not processed.
     pub max_messages_per_sec: u32,
+    // --- HTTP limits (issue 10): every connection, every route, before any handler runs ---
+    /// How long a client may take to send a request's head (request line and headers), and how
+    /// long a keep-alive connection may sit idle between requests (`HTTP_HEADER_TIMEOUT_MS`,
+    /// default 10 000). Past it the connection is closed without a response: a client that
+    /// opens sockets and sends nothing, or half a request, must not hold a descriptor forever.
+    pub http_header_timeout: Duration,
+    /// How long the whole body of a request may take to arrive, counted from the end of its
+    /// head (`HTTP_BODY_TIMEOUT_MS`, default 10 000). A per-read timeout would never fire for a
+    /// client that trickles a byte at a time; this deadline does. Past it: HTTP 408 (LongPoll:
+    /// its `{"status":408}`) and the connection is closed.
+    pub http_body_timeout: Duration,
+    /// Longest request target (path and query) in bytes (`HTTP_MAX_URI_BYTES`, default 8192);
+    /// longer → HTTP 414 on every route, before the query is decoded.
+    pub http_max_uri_bytes: usize,
+    /// Largest request head in bytes, request line included (`HTTP_MAX_HEADER_BYTES`, default
+    /// 16 384); larger → HTTP 431 and the connection is closed. It also bounds what one
+    /// connection buffers before its request is parsed.
+    pub http_max_header_bytes: usize,
+    /// Most header lines in a request (`HTTP_MAX_HEADERS`, default 100); more → HTTP 431 and
+    /// the connection is closed.
+    pub http_max_headers: usize,
+    /// Open connections, WebSockets included for their whole life (`MAX_CONNECTIONS`, default
+    /// the soft `RLIMIT_NOFILE` − 512, leaving descriptors for the database, files and the
+    /// refusals themselves). Over it a new connection gets one `503 Service Unavailable` with
+    /// `connection: close`, unread, and is closed; established connections are not touched.
+    pub max_connections: usize,
+    /// On shutdown, after the drain (`DRAIN_MAX_MS` at most): how long connections still open
+    /// (half-sent requests, requests in flight) get to finish before they are aborted and the
+    /// process exits (`SHUTDOWN_GRACE_MS`, default 5000).
+    pub shutdown_grace: Duration,
 }
 
 /// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
@@ -136,6 +166,13 @@ impl Default for Config {
             lp_max_buffered_bytes: 4 << 20,
             max_joins_per_sec: 10,
             max_messages_per_sec: 1000,
+            http_header_timeout: Duration::from_secs(10),
+            http_body_timeout: Duration::from_secs(10),
+            http_max_uri_bytes: 8192,
+            http_max_header_bytes: 16 * 1024,
+            http_max_headers: 100,
+            max_connections: default_max_connections(),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -169,6 +206,62 @@ fn env_positive(name: &'static str, default: usize) -> Result<usize, ConfigError
             name,
             value: v.to_string(),
             why: "must be at least 1",
+        });
+    }
+    Ok(v)
+}
+
+/// Descriptors kept free under the fd limit by the default `MAX_CONNECTIONS`: the listener,
+/// the database pool, SQLite files, assets, logs, and refused connections while they get their
+/// 503.
+pub const FD_RESERVE: u64 = 512;
+
+/// `MAX_CONNECTIONS`' default: the soft `RLIMIT_NOFILE` − [`FD_RESERVE`] (at least 1), so the
+/// server refuses connections with a 503 before `accept` starts failing with `EMFILE`. Read at
+/// startup, after any `ulimit` the service manager applied.
+pub fn default_max_connections() -> usize {
+    #[cfg(unix)]
+    let soft = rlimit::Resource::NOFILE.get().map(|(soft, _hard)| soft);
+    #[cfg(not(unix))]
+    let soft: std::io::Result<u64> = Err(std::io::ErrorKind::Unsupported.into());
+    // No limit to read: a generous fixed bound.
+    let soft = soft.unwrap_or(1 << 16);
+    let n = soft.saturating_sub(FD_RESERVE).max(1);
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .min(MAX_CONNECTIONS_CEILING)
+}
+
+/// The largest `MAX_CONNECTIONS` taken (an unlimited fd limit would otherwise give 2⁶⁴).
+const MAX_CONNECTIONS_CEILING: usize = 1 << 30;
+
+/// A duration in milliseconds that must be at least 1 (a zero timeout would close every
+/// connection at once).
+fn env_millis_positive(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
+    let ms: u64 = env_parse(name, default.as_millis() as u64)?;
+    if ms == 0 {
+        return Err(ConfigError {
+            name,
+            value: ms.to_string(),
+            why: "must be at least 1 ms",
+        });
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// A size that must be at least `min` (`why` says so).
+fn env_at_least(
+    name: &'static str,
+    default: usize,
+    min: usize,
+    why: &'static str,
+) -> Result<usize, ConfigError> {
+    let v: usize = env_parse(name, default)?;
+    if v < min {
+        return Err(ConfigError {
+            name,
+            value: v.to_string(),
+            why,
         });
     }
     Ok(v)
@@ -229,7 +322,10 @@ impl Config {
                 "DRAIN_INTERVAL_MS",
                 d.drain_interval.as_millis() as u64,
             )?),
-            drain_max: d.drain_max,
+            drain_max: Duration::from_millis(env_parse(
+                "DRAIN_MAX_MS",
+                d.drain_max.as_millis() as u64,
+            )?),
             database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
             pool_size: env_parse("POOL_SIZE", d.pool_size)?,
             lp_window: Duration::from_millis(env_parse(
@@ -256,6 +352,42 @@ impl Config {
             lp_max_buffered_bytes: env_positive("LP_MAX_BUFFERED_BYTES", d.lp_max_buffered_bytes)?,
             max_joins_per_sec: env_parse("MAX_JOINS_PER_SEC", d.max_joins_per_sec)?,
             max_messages_per_sec: env_parse("MAX_MESSAGES_PER_SEC", d.max_messages_per_sec)?,
+            // HTTP limits
+            http_header_timeout: env_millis_positive(
+                "HTTP_HEADER_TIMEOUT_MS",
+                d.http_header_timeout,
+            )?,
+            http_body_timeout: env_millis_positive("HTTP_BODY_TIMEOUT_MS", d.http_body_timeout)?,
+            http_max_uri_bytes: env_at_least(
+                "HTTP_MAX_URI_BYTES",
+                d.http_max_uri_bytes,
+                1,
+                "must be at least 1",
+            )?,
+            // The smallest useful head: a request line, a Host and a WebSocket handshake.
+            http_max_header_bytes: env_at_least(
+                "HTTP_MAX_HEADER_BYTES",
+                d.http_max_header_bytes,
+                1024,
+                "must be at least 1024",
+            )?,
+            http_max_headers: env_at_least(
+                "HTTP_MAX_HEADERS",
+                d.http_max_headers,
+                8,
+                "must be at least 8 (a WebSocket handshake has 6)",
+            )?,
+            max_connections: env_at_least(
+                "MAX_CONNECTIONS",
+                d.max_connections,
+                1,
+                "must be at least 1",
+            )?
+            .min(MAX_CONNECTIONS_CEILING),
+            shutdown_grace: Duration::from_millis(env_parse(
+                "SHUTDOWN_GRACE_MS",
+                d.shutdown_grace.as_millis() as u64,
+            )?),
         })
     }
 }

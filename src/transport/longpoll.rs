@@ -86,6 +86,9 @@ pub enum BodyError {
     /// `MAX_FRAME_SIZE` — what closes a WebSocket with 1009.
     #[error("frame larger than MAX_FRAME_SIZE ({0} bytes)")]
     FrameTooLarge(usize),
+    /// The body did not arrive within `HTTP_BODY_TIMEOUT_MS` (answered `{"status":408}`).
+    #[error("POST body not received within HTTP_BODY_TIMEOUT_MS")]
+    Timeout,
 }
 
 /// What a request's session token names.
@@ -320,6 +323,8 @@ impl LongPoll {
         };
         let frames = match read_frames(headers, body, limits).await {
             Ok(f) => f,
+            // A client too slow to send its batch: the protocol's own "not in time".
+            Err(BodyError::Timeout) => return status_json(408),
             Err(e) => {
                 crate::warn_limited!("refusing LongPoll POST: {e}");
                 self.endpoint.metrics().bad_frames.inc();
@@ -385,9 +390,14 @@ async fn read_frames(
     if declared.is_some_and(|n| n > max_body as u64) {
         return Err(BodyError::TooLarge(max_body));
     }
-    let body = axum::body::to_bytes(body, max_body)
-        .await
-        .map_err(|_| BodyError::TooLarge(max_body))?;
+    // The HTTP layer puts a deadline on the body (`HTTP_BODY_TIMEOUT_MS`).
+    let body = axum::body::to_bytes(body, max_body).await.map_err(|e| {
+        if crate::http::is_body_timeout(&e) {
+            BodyError::Timeout
+        } else {
+            BodyError::TooLarge(max_body)
+        }
+    })?;
     let mut types = headers.get_all(header::CONTENT_TYPE).iter();
     let ndjson = matches!((types.next(), types.next()), (Some(v), None) if v == NDJSON);
     if ndjson {

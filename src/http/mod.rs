@@ -1,7 +1,20 @@
-//! HTTP routes: the mounted sockets' transports, `/healthz`, `/metrics`; and the server loop
-//! with graceful shutdown (drain, then stop).
+//! The HTTP layer: the routes ([`router`]: the mounted sockets' transports, `/healthz`,
+//! `/metrics`) and the server that runs them ([`serve`]).
+//!
+//! Every connection is bounded before a handler sees it (the `HTTP limits` block of
+//! [`Config`](crate::config::Config)):
+//! - [`serve`] (hyper's HTTP/1 with a timer): the head must arrive within
+//!   `HTTP_HEADER_TIMEOUT_MS`, which also closes an idle keep-alive connection; a head over
+//!   `HTTP_MAX_HEADER_BYTES` or `HTTP_MAX_HEADERS` lines → 431; shutdown drains, then waits
+//!   `SHUTDOWN_GRACE_MS`, then aborts;
+//! - [`connections`]: `MAX_CONNECTIONS`, the extra connection gets one 503;
+//! - [`limits`]: a target over `HTTP_MAX_URI_BYTES` → 414; a body not received within
+//!   `HTTP_BODY_TIMEOUT_MS` → 408.
 
-use std::future::Future;
+pub mod connections;
+pub mod limits;
+mod serve;
+
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -9,11 +22,13 @@ use axum::extract::{ConnectInfo, RawQuery, Request};
 use axum::http::{HeaderMap, Method};
 use axum::routing::{any, get};
 use axum::Router;
-use tokio::net::TcpListener;
 
 use crate::endpoint::Endpoint;
 use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
+
+pub use limits::{is_body_timeout, BodyTimeout};
+pub use serve::{serve, shutdown_signal};
 
 /// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket
 /// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`.
@@ -58,47 +73,4 @@ pub fn router(endpoint: &Endpoint) -> Router {
             async move { ep.metrics().render() }
         }),
     )
-}
-
-/// Serves `app` on `listener` until `shutdown` completes; then drains every socket (1012, in
-/// batches) and returns once they are gone.
-pub async fn serve(
-    endpoint: Endpoint,
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let ep = endpoint.clone();
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        ep.drain().await;
-    })
-    .await
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutdown requested");
 }
