@@ -5,8 +5,8 @@
 //! verifying needs a decoder for anything a Phoenix app may have put in `data`.
 //!
 //! The decoder reads untrusted bytes only *after* the MAC has checked out, but it is still written
-//! as if an attacker controlled the input ([`DecodeLimits`]): it never panics, bounds nesting (so
-//! its recursion) at [`MAX_DEPTH`], bounds the total number of elements and the size of any one
+//! as if an attacker controlled the input ([`DecodeLimits`]): it never panics, does not recurse
+//! (containers wait on an explicit stack), bounds nesting at [`MAX_DEPTH`], bounds the total number of elements and the size of any one
 //! binary, never allocates for a declared length before the bytes are there (a length larger
 //! than the bytes left is an error, and capacity is reserved in small steps), caps decompressed
 //! size, and refuses executable terms (funs, exports), as
@@ -17,8 +17,9 @@ use std::io::Read;
 /// The version byte every external term starts with.
 pub const VERSION: u8 = 131;
 
-/// How deep tuples, lists and maps may nest. Real token data is a few levels deep; the bound only
-/// exists so hostile input cannot exhaust the stack.
+/// How deep tuples, lists and maps may nest. Real token data is a few levels deep. The decoder
+/// itself is iterative, but a decoded [`Term`] is walked recursively (drop, `to_json`,
+/// `encode`), so its depth stays bounded.
 pub const MAX_DEPTH: usize = 128;
 
 /// The default bound on the size a compressed term may inflate to (1 MiB).
