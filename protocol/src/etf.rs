@@ -32,6 +32,9 @@ pub const MAX_ELEMENTS: usize = 1 << 16;
 /// The default bound on one binary, atom text or big-integer magnitude (1 MiB).
 pub const MAX_BINARY: usize = 1 << 20;
 
+/// The longest atom the VM accepts, in characters.
+const MAX_ATOM_CHARS: usize = 255;
+
 /// The most capacity reserved up front for a declared element count; beyond it, vectors grow as
 /// elements actually decode, so a forged count costs nothing until its elements are there.
 const PREALLOC_MAX: usize = 256;
@@ -167,8 +170,8 @@ pub enum EtfError {
     /// Bytes left over after the term.
     #[error("trailing bytes after the term")]
     TrailingBytes,
-    /// A UTF-8 atom whose bytes are not UTF-8.
-    #[error("atom text is not valid UTF-8")]
+    /// A UTF-8 atom whose bytes are not UTF-8, or an atom of more than 255 characters.
+    #[error("atom text is not valid UTF-8 or longer than 255 characters")]
     InvalidAtom,
     /// A compressed term that is corrupt, inflates to another size than declared, or is too big.
     #[error("bad compressed term: {0}")]
@@ -891,12 +894,18 @@ impl<'a> Decoder<'a> {
             _ => usize::from(self.u8()?),
         };
         let bytes = self.take_binary(n)?;
-        match tag {
-            ATOM_LATIN1 | SMALL_ATOM_LATIN1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        let text: String = match tag {
+            ATOM_LATIN1 | SMALL_ATOM_LATIN1 => bytes.iter().map(|&b| char::from(b)).collect(),
             _ => std::str::from_utf8(bytes)
                 .map(str::to_owned)
-                .map_err(|_| EtfError::InvalidAtom),
+                .map_err(|_| EtfError::InvalidAtom)?,
+        };
+        // The VM refuses atoms of more than 255 characters (`binary_to_term` raises badarg);
+        // refusing them here also keeps every decoded atom encodable without truncation.
+        if text.chars().count() > MAX_ATOM_CHARS {
+            return Err(EtfError::InvalidAtom);
         }
+        Ok(text)
     }
 
     /// A big integer with `n` magnitude bytes; normalised to [`Term::Int`] when it fits.
