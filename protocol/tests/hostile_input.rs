@@ -241,3 +241,19 @@ fn etf_refuses_funs_and_unknown_tags_without_panicking() {
     assert_eq!(etf::decode(&[131]), Err(EtfError::Truncated));
     assert_eq!(etf::decode(&[131, 97, 1, 0]), Err(EtfError::TrailingBytes));
 }
+
+#[test]
+fn etf_atoms_longer_than_255_characters_are_refused_as_the_vm_does() {
+    // 255 × `é` in a UTF-8 atom (510 bytes, tag 118) is the longest atom there is.
+    let longest = "é".repeat(255);
+    let bytes = etf::encode(&Term::Atom(longest.clone()));
+    assert_eq!(bytes[1], 118);
+    assert_eq!(etf::decode(&bytes), Ok(Term::Atom(longest)));
+    let mut too_long = vec![131, 118, 0x02, 0x00];
+    too_long.extend("é".repeat(256).as_bytes());
+    assert_eq!(etf::decode(&too_long), Err(EtfError::InvalidAtom));
+    // A Latin-1 atom of 256 bytes (tag 100) as well.
+    let mut latin1 = vec![131, 100, 0x01, 0x00];
+    latin1.extend(std::iter::repeat_n(0xe9, 256));
+    assert_eq!(etf::decode(&latin1), Err(EtfError::InvalidAtom));
+}
