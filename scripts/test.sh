@@ -33,6 +33,9 @@ cargo build --workspace --locked
 stage "rust: tests"
 cargo test --workspace --locked
 
+stage "fuzz: every target for ${FUZZ_SECONDS:-20} s (cargo-fuzz)"
+bash scripts/fuzz.sh
+
 stage "vendor-js: unit tests + bundle"
 (cd vendor-js && bash build.sh && npm test)
 

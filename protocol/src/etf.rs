@@ -5,9 +5,11 @@
 //! verifying needs a decoder for anything a Phoenix app may have put in `data`.
 //!
 //! The decoder reads untrusted bytes only *after* the MAC has checked out, but it is still written
-//! as if an attacker controlled the input: it never panics, bounds recursion at [`MAX_DEPTH`],
-//! never allocates more than the input could describe (declared lengths larger than the bytes
-//! left are errors), caps decompressed size, and refuses executable terms (funs, exports), as
+//! as if an attacker controlled the input ([`DecodeLimits`]): it never panics, does not recurse
+//! (containers wait on an explicit stack), bounds nesting at [`MAX_DEPTH`], bounds the total number of elements and the size of any one
+//! binary, never allocates for a declared length before the bytes are there (a length larger
+//! than the bytes left is an error, and capacity is reserved in small steps), caps decompressed
+//! size, and refuses executable terms (funs, exports), as
 //! `Plug.Crypto.non_executable_binary_to_term/1` does.
 
 use std::io::Read;
@@ -15,12 +17,51 @@ use std::io::Read;
 /// The version byte every external term starts with.
 pub const VERSION: u8 = 131;
 
-/// How deep tuples, lists and maps may nest. Real token data is a few levels deep; the bound only
-/// exists so hostile input cannot exhaust the stack.
+/// How deep tuples, lists and maps may nest. Real token data is a few levels deep. The decoder
+/// itself is iterative, but a decoded [`Term`] is walked recursively (drop, `to_json`,
+/// `encode`), so its depth stays bounded.
 pub const MAX_DEPTH: usize = 128;
 
 /// The default bound on the size a compressed term may inflate to (1 MiB).
 pub const MAX_UNCOMPRESSED: usize = 1 << 20;
+
+/// The default bound on the number of terms in one decoded value (every element of every list,
+/// tuple and map, and every atom, integer and binary count one). A token's data is a handful.
+pub const MAX_ELEMENTS: usize = 1 << 16;
+
+/// The default bound on one binary, atom text or big-integer magnitude (1 MiB).
+pub const MAX_BINARY: usize = 1 << 20;
+
+/// The longest atom the VM accepts, in characters.
+const MAX_ATOM_CHARS: usize = 255;
+
+/// The most capacity reserved up front for a declared element count; beyond it, vectors grow as
+/// elements actually decode, so a forged count costs nothing until its elements are there.
+const PREALLOC_MAX: usize = 256;
+
+/// Bounds on what [`decode_with_limits`] accepts; each exceeded bound is an [`EtfError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// How deep tuples, lists and maps may nest (the decoder recurses once per level).
+    pub max_depth: usize,
+    /// How many terms the whole value may hold.
+    pub max_elements: usize,
+    /// The largest binary, atom or big-integer magnitude, in bytes.
+    pub max_binary: usize,
+    /// The largest size a compressed term may inflate to.
+    pub max_uncompressed: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_depth: MAX_DEPTH,
+            max_elements: MAX_ELEMENTS,
+            max_binary: MAX_BINARY,
+            max_uncompressed: MAX_UNCOMPRESSED,
+        }
+    }
+}
 
 const SMALL_INTEGER: u8 = 97;
 const INTEGER: u8 = 98;
@@ -117,14 +158,20 @@ pub enum EtfError {
     /// A fun or export: refused like `non_executable_binary_to_term`.
     #[error("executable terms (funs) are refused")]
     Executable,
-    /// Nesting deeper than [`MAX_DEPTH`].
-    #[error("term nests deeper than {MAX_DEPTH} levels")]
+    /// Nesting deeper than [`DecodeLimits::max_depth`] (default [`MAX_DEPTH`]).
+    #[error("term nests too deep")]
     TooDeep,
+    /// More terms than [`DecodeLimits::max_elements`].
+    #[error("term has too many elements")]
+    TooManyElements,
+    /// A binary, atom or big integer longer than [`DecodeLimits::max_binary`].
+    #[error("binary longer than the limit")]
+    BinaryTooLong,
     /// Bytes left over after the term.
     #[error("trailing bytes after the term")]
     TrailingBytes,
-    /// A UTF-8 atom whose bytes are not UTF-8.
-    #[error("atom text is not valid UTF-8")]
+    /// A UTF-8 atom whose bytes are not UTF-8, or an atom of more than 255 characters.
+    #[error("atom text is not valid UTF-8 or longer than 255 characters")]
     InvalidAtom,
     /// A compressed term that is corrupt, inflates to another size than declared, or is too big.
     #[error("bad compressed term: {0}")]
@@ -469,14 +516,25 @@ fn encode_atom(out: &mut Vec<u8>, name: &str) {
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
-/// Decodes an external term (version byte first), inflating compressed terms up to
-/// [`MAX_UNCOMPRESSED`] bytes.
+/// Decodes an external term (version byte first) within the default [`DecodeLimits`].
 pub fn decode(bytes: &[u8]) -> Result<Term, EtfError> {
-    decode_with_limit(bytes, MAX_UNCOMPRESSED)
+    decode_with_limits(bytes, &DecodeLimits::default())
 }
 
 /// [`decode`] with an explicit bound on the inflated size of a compressed term.
 pub fn decode_with_limit(bytes: &[u8], max_uncompressed: usize) -> Result<Term, EtfError> {
+    decode_with_limits(
+        bytes,
+        &DecodeLimits {
+            max_uncompressed,
+            ..DecodeLimits::default()
+        },
+    )
+}
+
+/// [`decode`] within explicit [`DecodeLimits`].
+pub fn decode_with_limits(bytes: &[u8], limits: &DecodeLimits) -> Result<Term, EtfError> {
+    let max_uncompressed = limits.max_uncompressed;
     match bytes {
         [VERSION, COMPRESSED, rest @ ..] => {
             let (size, zdata) = rest.split_first_chunk::<4>().ok_or(EtfError::Truncated)?;
@@ -494,25 +552,121 @@ pub fn decode_with_limit(bytes: &[u8], max_uncompressed: usize) -> Result<Term, 
                     "inflated size differs from the declared size",
                 ));
             }
-            decode_body(&inflated)
+            decode_body(&inflated, limits)
         }
-        [VERSION, rest @ ..] => decode_body(rest),
+        [VERSION, rest @ ..] => decode_body(rest, limits),
         _ => Err(EtfError::BadVersion),
     }
 }
 
-fn decode_body(body: &[u8]) -> Result<Term, EtfError> {
-    let mut d = Decoder { buf: body, pos: 0 };
-    let term = d.term(0)?;
+fn decode_body(body: &[u8], limits: &DecodeLimits) -> Result<Term, EtfError> {
+    let mut d = Decoder {
+        buf: body,
+        pos: 0,
+        limits,
+        elements: 0,
+    };
+    let term = d.term()?;
     if d.pos != body.len() {
         return Err(EtfError::TrailingBytes);
     }
     Ok(term)
 }
 
+/// What [`Decoder::head`] read.
+enum Head {
+    /// A whole term.
+    Done(Term),
+    /// A container whose elements follow.
+    Open(Pending),
+}
+
+/// A container waiting for its elements (one entry of the decoder's explicit stack).
+enum Pending {
+    /// `left` more elements, then the tail (`left == 0`: the next term is the tail).
+    List { elems: Vec<Term>, left: usize },
+    /// `left` more items (never 0 while pending).
+    Tuple { items: Vec<Term>, left: usize },
+    /// `left` more pairs; `key` is the current pair's key once read.
+    Map {
+        pairs: Vec<(Term, Term)>,
+        key: Option<Term>,
+        left: usize,
+    },
+}
+
+/// What handing a finished term to a pending container did.
+enum Step {
+    /// The container needs more terms.
+    More(Pending),
+    /// The term completed the container.
+    Closed(Term),
+}
+
+impl Pending {
+    fn push(self, value: Term) -> Step {
+        match self {
+            Pending::List { elems, left: 0 } => Step::Closed(match value {
+                Term::Nil if elems.is_empty() => Term::Nil,
+                Term::Nil => Term::List(elems),
+                tail => Term::ImproperList {
+                    elems,
+                    tail: Box::new(tail),
+                },
+            }),
+            Pending::List { mut elems, left } => {
+                elems.push(value);
+                Step::More(Pending::List {
+                    elems,
+                    left: left - 1,
+                })
+            }
+            Pending::Tuple { mut items, left } => {
+                items.push(value);
+                if left <= 1 {
+                    Step::Closed(Term::Tuple(items))
+                } else {
+                    Step::More(Pending::Tuple {
+                        items,
+                        left: left - 1,
+                    })
+                }
+            }
+            Pending::Map {
+                pairs,
+                key: None,
+                left,
+            } => Step::More(Pending::Map {
+                pairs,
+                key: Some(value),
+                left,
+            }),
+            Pending::Map {
+                mut pairs,
+                key: Some(key),
+                left,
+            } => {
+                pairs.push((key, value));
+                if left <= 1 {
+                    Step::Closed(Term::Map(pairs))
+                } else {
+                    Step::More(Pending::Map {
+                        pairs,
+                        key: None,
+                        left: left - 1,
+                    })
+                }
+            }
+        }
+    }
+}
+
 struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
+    limits: &'a DecodeLimits,
+    /// Terms decoded so far, against [`DecodeLimits::max_elements`].
+    elements: usize,
 }
 
 impl<'a> Decoder<'a> {
@@ -552,21 +706,70 @@ impl<'a> Decoder<'a> {
         Ok(self.u32()? as usize)
     }
 
-    /// A count of elements, each at least `min_bytes` long, checked against the input left, so a
-    /// forged length cannot trigger a huge allocation.
+    /// A count of elements, each at least `min_bytes` long, checked against the input left and
+    /// the element budget, so a forged length is an error before anything is allocated for it.
     fn count(&self, n: usize, min_bytes: usize) -> Result<usize, EtfError> {
         if n.saturating_mul(min_bytes) > self.remaining() {
             return Err(EtfError::Truncated);
         }
+        if n > self.limits.max_elements.saturating_sub(self.elements) {
+            return Err(EtfError::TooManyElements);
+        }
         Ok(n)
     }
 
-    fn term(&mut self, depth: usize) -> Result<Term, EtfError> {
-        if depth > MAX_DEPTH {
+    /// `take` for a binary-like body: refused past [`DecodeLimits::max_binary`].
+    /// A length past the end of the input is [`EtfError::Truncated`] whatever the limit.
+    fn take_binary(&mut self, n: usize) -> Result<&'a [u8], EtfError> {
+        if n <= self.remaining() && n > self.limits.max_binary {
+            return Err(EtfError::BinaryTooLong);
+        }
+        self.take(n)
+    }
+
+    /// Decodes one term without recursion: containers waiting for their elements live on an
+    /// explicit stack whose height is the nesting depth, so the call stack stays flat whatever
+    /// the input, and [`DecodeLimits::max_depth`] bounds the heap stack instead.
+    fn term(&mut self) -> Result<Term, EtfError> {
+        let mut stack: Vec<Pending> = Vec::new();
+        loop {
+            // Read one term header: a finished scalar, or a container to fill.
+            let mut value = match self.head(stack.len())? {
+                Head::Done(t) => t,
+                Head::Open(p) => {
+                    stack.push(p);
+                    continue;
+                }
+            };
+            // Hand the finished value to the containers waiting for it, closing each one it
+            // completes, until one still needs more terms (or the outermost term is done).
+            loop {
+                let Some(top) = stack.pop() else {
+                    return Ok(value);
+                };
+                match top.push(value) {
+                    Step::More(p) => {
+                        stack.push(p);
+                        break;
+                    }
+                    Step::Closed(t) => value = t,
+                }
+            }
+        }
+    }
+
+    /// Reads a term's tag and whatever belongs to it alone; a non-empty container comes back
+    /// open, to be filled by the terms that follow.
+    fn head(&mut self, depth: usize) -> Result<Head, EtfError> {
+        if depth > self.limits.max_depth {
             return Err(EtfError::TooDeep);
         }
+        self.elements += 1;
+        if self.elements > self.limits.max_elements {
+            return Err(EtfError::TooManyElements);
+        }
         let tag = self.u8()?;
-        Ok(match tag {
+        Ok(Head::Done(match tag {
             SMALL_INTEGER => Term::Int(i64::from(self.u8()?)),
             INTEGER => Term::Int(i64::from(i32::from_be_bytes(self.array()?))),
             SMALL_BIG => {
@@ -583,12 +786,14 @@ impl<'a> Decoder<'a> {
             }
             BINARY => {
                 let n = self.len32()?;
-                Term::Binary(self.take(n)?.to_vec())
+                Term::Binary(self.take_binary(n)?.to_vec())
             }
             NIL => Term::Nil,
             STRING => {
                 let n = self.u16()?;
+                let n = self.count(n, 1)?;
                 let bytes = self.take(n)?;
+                self.elements += n;
                 if bytes.is_empty() {
                     Term::Nil
                 } else {
@@ -599,23 +804,10 @@ impl<'a> Decoder<'a> {
                 let n = self.len32()?;
                 // n elements plus the tail, each at least one byte.
                 let n = self.count(n, 1)?;
-                let mut elems = Vec::with_capacity(n);
-                for _ in 0..n {
-                    elems.push(self.term(depth + 1)?);
-                }
-                match self.term(depth + 1)? {
-                    Term::Nil => {
-                        if elems.is_empty() {
-                            Term::Nil
-                        } else {
-                            Term::List(elems)
-                        }
-                    }
-                    tail => Term::ImproperList {
-                        elems,
-                        tail: Box::new(tail),
-                    },
-                }
+                return Ok(Head::Open(Pending::List {
+                    elems: Vec::with_capacity(n.min(PREALLOC_MAX)),
+                    left: n,
+                }));
             }
             SMALL_TUPLE | LARGE_TUPLE => {
                 let n = if tag == SMALL_TUPLE {
@@ -624,22 +816,27 @@ impl<'a> Decoder<'a> {
                     self.len32()?
                 };
                 let n = self.count(n, 1)?;
-                let mut items = Vec::with_capacity(n);
-                for _ in 0..n {
-                    items.push(self.term(depth + 1)?);
+                if n == 0 {
+                    Term::Tuple(Vec::new())
+                } else {
+                    return Ok(Head::Open(Pending::Tuple {
+                        items: Vec::with_capacity(n.min(PREALLOC_MAX)),
+                        left: n,
+                    }));
                 }
-                Term::Tuple(items)
             }
             MAP => {
                 let n = self.len32()?;
                 let n = self.count(n, 2)?;
-                let mut pairs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let k = self.term(depth + 1)?;
-                    let v = self.term(depth + 1)?;
-                    pairs.push((k, v));
+                if n == 0 {
+                    Term::Map(Vec::new())
+                } else {
+                    return Ok(Head::Open(Pending::Map {
+                        pairs: Vec::with_capacity(n.min(PREALLOC_MAX)),
+                        key: None,
+                        left: n,
+                    }));
                 }
-                Term::Map(pairs)
             }
             PID_NEW | PID_OLD => {
                 let node = self.node_atom()?;
@@ -666,7 +863,7 @@ impl<'a> Decoder<'a> {
                     u32::from(self.u8()?)
                 };
                 let n = self.count(n, 4)?;
-                let mut ids = Vec::with_capacity(n);
+                let mut ids = Vec::with_capacity(n.min(PREALLOC_MAX));
                 for _ in 0..n {
                     ids.push(self.u32()?);
                 }
@@ -678,7 +875,7 @@ impl<'a> Decoder<'a> {
             }
             FUN_NEW | EXPORT | FUN_OLD => return Err(EtfError::Executable),
             other => return Err(EtfError::UnsupportedTag(other)),
-        })
+        }))
     }
 
     /// A node name inside a pid or reference: any atom encoding.
@@ -696,19 +893,25 @@ impl<'a> Decoder<'a> {
             ATOM_LATIN1 | ATOM_UTF8 => self.u16()?,
             _ => usize::from(self.u8()?),
         };
-        let bytes = self.take(n)?;
-        match tag {
-            ATOM_LATIN1 | SMALL_ATOM_LATIN1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
+        let bytes = self.take_binary(n)?;
+        let text: String = match tag {
+            ATOM_LATIN1 | SMALL_ATOM_LATIN1 => bytes.iter().map(|&b| char::from(b)).collect(),
             _ => std::str::from_utf8(bytes)
                 .map(str::to_owned)
-                .map_err(|_| EtfError::InvalidAtom),
+                .map_err(|_| EtfError::InvalidAtom)?,
+        };
+        // The VM refuses atoms of more than 255 characters (`binary_to_term` raises badarg);
+        // refusing them here also keeps every decoded atom encodable without truncation.
+        if text.chars().count() > MAX_ATOM_CHARS {
+            return Err(EtfError::InvalidAtom);
         }
+        Ok(text)
     }
 
     /// A big integer with `n` magnitude bytes; normalised to [`Term::Int`] when it fits.
     fn big(&mut self, n: usize) -> Result<Term, EtfError> {
         let negative = self.u8()? != 0;
-        let mag = self.take(n)?;
+        let mag = self.take_binary(n)?;
         if let Some(i) = big_to_i64(negative, mag) {
             return Ok(Term::Int(i));
         }

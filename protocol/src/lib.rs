@@ -11,17 +11,20 @@
 //!   JSON the server must emit byte-exactly, such as LongPoll bodies).
 //! - [`token`]: Phoenix.Token sign/verify (Plug.Crypto compatible).
 //! - [`etf`]: the subset of Erlang's external term format tokens carry.
+//! - [`params`]: connect params, decoded from the query string as Plug does, bounded.
 #![forbid(unsafe_code)]
 
 pub mod etf;
 pub mod json;
 pub mod limits;
 pub mod message;
+pub mod params;
 pub mod serializer;
 pub mod token;
 
 pub use etf::{EtfError, Term};
 pub use message::{Broadcast, Message, Payload, Reply};
+pub use params::ParamsError;
 pub use serializer::{
     DecodeError, EncodeError, Frame, FrameRef, Serializer, ServerMessage, VsnError,
 };

@@ -149,7 +149,14 @@ impl LongPoll {
         if method != Method::GET && method != Method::POST {
             return plain(StatusCode::BAD_REQUEST);
         }
-        let params = decode_query(query.as_deref().unwrap_or(""));
+        let params = match decode_query(query.as_deref().unwrap_or("")) {
+            Ok(p) => p,
+            Err(e) => {
+                crate::warn_limited!("refusing LongPoll request: {e}");
+                self.endpoint.metrics().refused.inc();
+                return plain(StatusCode::BAD_REQUEST);
+            }
+        };
         let token = session_token(&headers, &params);
         let found = match token.as_deref() {
             Some(t) => self.resume(t),

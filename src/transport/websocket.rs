@@ -132,7 +132,14 @@ pub async fn handle(
         return status(StatusCode::SERVICE_UNAVAILABLE);
     }
     let headers = req.headers();
-    let params = decode_query(req.uri().query().unwrap_or(""));
+    let params = match decode_query(req.uri().query().unwrap_or("")) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::warn_limited!("refusing WebSocket connection: {e}");
+            endpoint.metrics().refused.inc();
+            return status(StatusCode::BAD_REQUEST);
+        }
+    };
     let serializer = match negotiate(&params) {
         Ok(s) => s,
         Err(e) => {
