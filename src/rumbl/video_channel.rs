@@ -71,7 +71,7 @@ use serde_json::{json, Value};
 
 use super::annotation::{self, changeset, errors_payload};
 use super::join_boundary::JoinBoundary;
-use super::store::{AnnotationStore, StoreError};
+use super::store::{Annotation, AnnotationStore, OnCommit, Post, StoreError, POST_DEADLINE};
 use crate::channel::{
     async_trait, Channel, ChannelError, ChannelSocket, HandleResult, Info, JoinReply, Reply,
     UnmatchedEvent,
@@ -85,6 +85,10 @@ pub const JOIN_LIMIT: i64 = 200;
 /// catches a database that accepts connections but never answers, so the client hears back
 /// well within phoenix.js's 10 s push timeout.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long past a post's deadline the channel still waits for the store's answer (the
+/// store's own bound is 3 s past it: see `store::postgres`), still inside phoenix.js's 10 s.
+const STORE_ANSWER_GRACE: Duration = Duration::from_millis(4500);
 
 /// The `videos:*` channel. One value per join, holding the shared store.
 pub struct VideoChannel {
@@ -322,27 +326,57 @@ impl Channel for VideoChannel {
                 ))))
             }
         };
+        // The post's deadline runs from its arrival, not from now: posts queued behind a
+        // slow one have waited already, and the client times out 10 s after sending.
+        let deadline = socket.received_at() + POST_DEADLINE;
         if self.fixture_mode {
-            if let Err(e) = db(self.store.ensure_user(user_id)).await {
+            let ensured =
+                match tokio::time::timeout_at(deadline, self.store.ensure_user(user_id)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::Unavailable(
+                        "no answer within the post deadline".into(),
+                    )),
+                };
+            if let Err(e) = ensured {
                 tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
                 return Ok(HandleResult::Reply(Reply::Error(reason(
                     store_error_reason(&e),
                 ))));
             }
         }
-        // Held until the broadcast is out (see [`JoinBoundary`]).
-        let _post_guard = self.boundary.post(self.video_id).await;
-        let inserted = db(self
-            .store
-            .insert_annotation(self.video_id, user_id, &new.body, new.at))
-        .await;
+        // Held until the broadcast is out (see [`JoinBoundary`]): it moves into the commit
+        // hook, which the store runs in the code path that learns of the commit — so every
+        // committed row is broadcast, even if this call is cancelled (a drain) meanwhile.
+        let post_guard = self.boundary.post(self.video_id).await;
+        let endpoint = socket.endpoint().clone();
+        let topic = socket.topic().to_string();
+        let on_commit: OnCommit = Box::new(move |ann: &Annotation| {
+            // Only the rendered fields: never the client's payload, which may carry anything
+            // (the book's security note).
+            endpoint.broadcast(&topic, "new_annotation", annotation::render(ann));
+            drop(post_guard);
+        });
+        let post = Post {
+            video_id: self.video_id,
+            user_id,
+            body: new.body,
+            at: new.at,
+            deadline,
+            on_commit: Some(on_commit),
+        };
+        // The store answers by the deadline (a COMMIT whose answer was lost is looked up a
+        // little longer); the bound here only guards against a store that never answers.
+        let inserted = match tokio::time::timeout_at(
+            deadline + STORE_ANSWER_GRACE,
+            self.store.post_annotation(post),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable("the store did not answer".into())),
+        };
         match inserted {
-            Ok(ann) => {
-                // Only after the row is committed, and only the rendered fields: never the
-                // client's payload, which may carry anything (the book's security note).
-                socket.broadcast("new_annotation", annotation::render(&ann))?;
-                Ok(HandleResult::Reply(Reply::ok()))
-            }
+            Ok(_) => Ok(HandleResult::Reply(Reply::ok())),
             Err(e) => {
                 tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
                 Ok(HandleResult::Reply(Reply::Error(reason(
