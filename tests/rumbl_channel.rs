@@ -806,19 +806,20 @@ impl AnnotationStore for SlowInserts {
     ) -> Result<Vec<store::Annotation>, store::StoreError> {
         self.inner.annotations(video_id, after_id, limit).await
     }
-    async fn insert_annotation(
+    async fn credentials(
         &self,
-        video_id: i64,
-        user_id: i64,
-        body: &str,
-        at: i64,
+        username: &str,
+    ) -> Result<Option<store::Credentials>, store::StoreError> {
+        self.inner.credentials(username).await
+    }
+    async fn post_annotation(
+        &self,
+        post: store::Post,
     ) -> Result<store::Annotation, store::StoreError> {
-        if video_id == self.video_id {
+        if post.video_id == self.video_id {
             tokio::time::sleep(self.delay).await;
         }
-        self.inner
-            .insert_annotation(video_id, user_id, body, at)
-            .await
+        self.inner.post_annotation(post).await
     }
     async fn ensure_video(&self, id: i64) -> Result<(), store::StoreError> {
         self.inner.ensure_video(id).await

@@ -84,13 +84,21 @@ impl Video {
     }
 }
 
-/// A user row (`users` table). `password_hash` is never read: this server
-/// does not authenticate with passwords (it verifies tokens).
+/// A user row (`users` table), without its `password_hash` (only the login reads that, via
+/// [`AnnotationStore::credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub name: Option<String>,
+}
+
+/// A user with the stored hash of its password (`NULL` → `None`: that user cannot log in with
+/// a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
 }
 
 /// An annotation with its user preloaded, as the channel renders it
@@ -132,6 +140,10 @@ pub trait AnnotationStore: Send + Sync + 'static {
 
     /// All users ordered by id.
     async fn users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// The user named `username` with its `password_hash` (for `POST /login`), `None` if
+    /// there is no such user.
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
 
     /// At most `limit` annotations of `video_id` whose id is greater than
     /// `after_id`, ordered by `(at, id)` ascending, each with its user.

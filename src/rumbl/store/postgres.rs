@@ -27,8 +27,8 @@ use tokio_postgres::{NoTls, Row};
 use super::migrate::{columns_to_add, MigrationReport, MIGRATIONS, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
 use super::{
-    deadline_passed, redact, validate_annotation, Annotation, AnnotationStore, Backend, Post,
-    StoreError, StoreOptions, User, Video,
+    deadline_passed, redact, validate_annotation, Annotation, AnnotationStore, Backend,
+    Credentials, Post, StoreError, StoreOptions, User, Video,
 };
 
 /// Advisory lock keys (arbitrary constants) serializing concurrent
@@ -686,6 +686,24 @@ impl AnnotationStore for PostgresStore {
             .transpose()
     }
 
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {USER_COLUMNS}, password_hash::text FROM users WHERE username = $1::text"
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query_opt(&stmt, &[&username])
+            .await?
+            .map(|r| {
+                Ok(Credentials {
+                    user: user_from_row(&r, 0)?,
+                    password_hash: r.try_get(3)?,
+                })
+            })
+            .transpose()
+    }
+
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         let client = self.client().await?;
         let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY id");
@@ -876,13 +894,13 @@ impl AnnotationStore for PostgresStore {
         if non_empty {
             return Ok(SeedReport::default());
         }
-        for (id, username, name) in DEMO_USERS {
+        for (id, username, name, hash) in DEMO_USERS {
             tx.execute(
                 &format!(
-                    "INSERT INTO users (id, username, name, inserted_at, updated_at) \
-                     VALUES ($1::bigint, $2::text, $3::text, {NOW_UTC}, {NOW_UTC})"
+                    "INSERT INTO users (id, username, name, password_hash, inserted_at, updated_at) \
+                     VALUES ($1::bigint, $2::text, $3::text, $4::text, {NOW_UTC}, {NOW_UTC})"
                 ),
-                &[id, username, name],
+                &[id, username, name, hash],
             )
             .await?;
         }

@@ -28,8 +28,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::migrate::{columns_to_add, MigrationReport, MIGRATIONS, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
 use super::{
-    deadline_passed, validate_annotation, Annotation, AnnotationStore, Backend, Post, StoreError,
-    StoreOptions, User, Video,
+    deadline_passed, validate_annotation, Annotation, AnnotationStore, Backend, Credentials, Post,
+    StoreError, StoreOptions, User, Video,
 };
 
 /// "now" as ecto_sqlite3 stores a `timestamp(0)`: ISO-8601 text in UTC.
@@ -291,6 +291,24 @@ impl AnnotationStore for SqliteStore {
             .await
     }
 
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        let username = username.to_string();
+        self.run(Lane::Reader, move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"
+                ))?
+                .query_row([username], |r| {
+                    Ok(Credentials {
+                        user: user_from_row(r, 0)?,
+                        password_hash: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         self.run(Lane::Reader, |conn| {
             let mut stmt =
@@ -501,13 +519,13 @@ impl AnnotationStore for SqliteStore {
             if non_empty {
                 return Ok(SeedReport::default());
             }
-            for (id, username, name) in DEMO_USERS {
+            for (id, username, name, hash) in DEMO_USERS {
                 tx.execute(
                     &format!(
-                        "INSERT INTO users (id, username, name, inserted_at, updated_at) \
-                         VALUES (?1, ?2, ?3, {NOW_UTC}, {NOW_UTC})"
+                        "INSERT INTO users (id, username, name, password_hash, inserted_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, {NOW_UTC}, {NOW_UTC})"
                     ),
-                    params![id, username, name],
+                    params![id, username, name, hash],
                 )?;
             }
             let mut report = SeedReport::full();
