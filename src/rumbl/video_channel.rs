@@ -37,7 +37,12 @@
 //! | `last_seen_id` neither an integer, a string holding one, nor null | join error `{"reason":"invalid last_seen_id"}` |
 //! | post from an anonymous socket | error `{"reason":"unauthenticated"}` |
 //! | invalid body/at | error `{"errors":{"field":["message"]}}` (see [`super::annotation`]) |
-//! | database down, slow (> [`DB_TIMEOUT`]) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
+//! | database down, slow (a join: > [`DB_TIMEOUT`]; a post: past its deadline, [`POST_DEADLINE`] from its arrival) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
+//!
+//! A post is answered under the store's acknowledgement contract (see [`Post`]): `ok` only for
+//! a committed row, an error only for a row that is not and never will be committed, and the
+//! broadcast is the store's commit hook, so every committed row is broadcast even if this
+//! channel stops waiting.
 //!
 //! Every channel runs in its own task, so a slow query here delays only this channel's
 //! messages; other channels (and other sockets) carry on. (A *join* is answered before the
@@ -256,8 +261,14 @@ impl Channel for VideoChannel {
                 return Ok(JoinReply::Error(reason(store_error_reason(&e))));
             }
         }
-        // No post of this video is between its COMMIT and its broadcast while we read.
-        let read_guard = self.boundary.read(video_id).await;
+        // No post of this video is between its COMMIT and its broadcast while we read. A post
+        // whose COMMIT outcome is being looked up holds its share longer than a query takes,
+        // so the wait is bounded like a store call.
+        let Ok(read_guard) = tokio::time::timeout(DB_TIMEOUT, self.boundary.read(video_id)).await
+        else {
+            tracing::error!(%topic, "join failed: posts of this video did not finish within {DB_TIMEOUT:?}");
+            return Ok(JoinReply::Error(reason("database unavailable")));
+        };
         let annotations = match db(self.store.annotations(video_id, last_seen_id, JOIN_LIMIT)).await
         {
             Ok(list) => list,
