@@ -774,6 +774,64 @@ async fn slow_database_blocks_only_its_channel() {
     );
 }
 
+/// A drain answers what the channel received: a post in flight (its insert takes 1.5 s) when
+/// the server starts draining gets its `ok` reply and its broadcast before the socket's 1012
+/// close, and the row is in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_in_flight_during_a_drain_is_answered() {
+    let dir = TempDir::new();
+    let inner = sqlite_store(&dir).await;
+    inner.ensure_video(1).await.expect("video");
+    inner.ensure_user(1).await.expect("user");
+    let slow: Store = Arc::new(SlowInserts {
+        inner: inner.clone(),
+        video_id: 1,
+        delay: Duration::from_millis(1500),
+    });
+    let s = start(slow, false).await;
+    let mut cl = s.client(1).await;
+    cl.join("videos:1", json!({})).await;
+    let jr = cl.join_refs["videos:1"].clone();
+    cl.send(json!([jr, "post", "videos:1", "new_annotation", {"body": "in flight", "at": 1}]))
+        .await;
+    // The heartbeat's answer means the session has routed the post to the channel already.
+    cl.send(json!([null, "hb", "phoenix", "heartbeat", {}]))
+        .await;
+    let (_, status, _) = cl.reply("hb").await;
+    assert_eq!(status, "ok");
+    let endpoint = s.endpoint.clone();
+    let drained = tokio::spawn(async move { endpoint.drain().await });
+    let mut frames = Vec::new();
+    let close = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), cl.ws.next())
+            .await
+            .expect("a frame within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                frames.push(serde_json::from_str::<Value>(&t).expect("JSON"))
+            }
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            other => panic!("socket ended without a Close: {other:?} after {frames:?}"),
+        }
+    };
+    assert_eq!(close, Some(1012), "{frames:?}");
+    let reply = frames
+        .iter()
+        .find(|f| f[3] == "phx_reply" && f[1] == "post")
+        .unwrap_or_else(|| panic!("no reply to the post before the close: {frames:?}"));
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f[3] == "new_annotation" && f[4]["body"] == "in flight"),
+        "no broadcast before the close: {frames:?}"
+    );
+    let rows = inner.annotations(1, 0, 10).await.expect("list");
+    assert_eq!(rows.len(), 1);
+    let _ = drained.await;
+}
+
 /// A store whose inserts into one video take `delay`; everything else is the inner store.
 struct SlowInserts {
     inner: Store,
@@ -806,19 +864,20 @@ impl AnnotationStore for SlowInserts {
     ) -> Result<Vec<store::Annotation>, store::StoreError> {
         self.inner.annotations(video_id, after_id, limit).await
     }
-    async fn insert_annotation(
+    async fn credentials(
         &self,
-        video_id: i64,
-        user_id: i64,
-        body: &str,
-        at: i64,
+        username: &str,
+    ) -> Result<Option<store::Credentials>, store::StoreError> {
+        self.inner.credentials(username).await
+    }
+    async fn post_annotation(
+        &self,
+        post: store::Post,
     ) -> Result<store::Annotation, store::StoreError> {
-        if video_id == self.video_id {
+        if post.video_id == self.video_id {
             tokio::time::sleep(self.delay).await;
         }
-        self.inner
-            .insert_annotation(video_id, user_id, body, at)
-            .await
+        self.inner.post_annotation(post).await
     }
     async fn ensure_video(&self, id: i64) -> Result<(), store::StoreError> {
         self.inner.ensure_video(id).await

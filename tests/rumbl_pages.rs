@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use phx_server::rumbl::pages::LoginMode;
 use phx_server::rumbl::{app, user_socket};
 use phx_server::{Config, Endpoint};
 use serde_json::{json, Value};
@@ -45,7 +46,13 @@ struct Server {
     _stop: oneshot::Sender<()>,
 }
 
+/// The pages with the embedded demo's pick-a-user login.
 async fn start() -> Server {
+    start_with(Some(LoginMode::Demo)).await
+}
+
+/// `login`: `None` → what `serve` picks (a configured `DATABASE_URL`: password login).
+async fn start_with(login: Option<LoginMode>) -> Server {
     let dir = TempDir::new();
     let db = dir.0.join("rumbl.sqlite3");
     let config = Config {
@@ -55,7 +62,10 @@ async fn start() -> Server {
     };
     let store = app::open_store(&config, false, false).await.expect("store");
     let endpoint = app::endpoint(config, store.clone());
-    let router = app::router(&endpoint, store, dir.0.join("assets"));
+    let router = match login {
+        Some(mode) => app::router_with_login(&endpoint, store, dir.0.join("assets"), mode),
+        None => app::router(&endpoint, store, dir.0.join("assets")),
+    };
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
@@ -333,4 +343,130 @@ async fn assets_served_from_the_assets_dir_only() {
         let r = request(s.addr, "GET", path, &[], "").await;
         assert_eq!(r.status, 404, "{path}");
     }
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// The demo's pick-a-user form says what it is: the demo, and no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_login_is_labelled() {
+    let s = start().await;
+    let r = request(s.addr, "GET", "/login", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body.contains("<select id=\"username\" name=\"username\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("embedded demo"), "{}", r.body);
+    assert!(r.body.contains("no password is asked"), "{}", r.body);
+    assert!(!r.body.contains("type=\"password\""), "{}", r.body);
+}
+
+/// `serve` with a `DATABASE_URL`: a password form; a username alone, a wrong password and an
+/// unknown user all get the same 401 page and no cookie; the seeded demo password, a
+/// pbkdf2_elixir hash and a bcrypt hash (vectors from scripts/password_vectors.py) log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_login_with_a_configured_database() {
+    let s = start_with(None).await;
+    let r = request(s.addr, "GET", "/login?next=%2Fwatch%2F2-elixir", &[], "").await;
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("type=\"password\""), "{}", r.body);
+    assert!(!r.body.contains("<select"), "{}", r.body);
+    assert!(!r.body.contains("<option value=\"jose\""), "{}", r.body);
+    assert!(
+        r.body
+            .contains("action=\"/login?next=%2Fwatch%2F2-elixir\""),
+        "{}",
+        r.body
+    );
+
+    let post = |pairs: &[(&str, &str)]| {
+        let body = form_body(pairs);
+        let addr = s.addr;
+        async move { request(addr, "POST", "/login", &[FORM], &body).await }
+    };
+    let alone = post(&[("username", "jose")]).await;
+    let empty = post(&[("username", "jose"), ("password", "")]).await;
+    let wrong = post(&[("username", "jose"), ("password", "not-his-password")]).await;
+    let unknown = post(&[
+        ("username", "nobody-here"),
+        ("password", "not-his-password"),
+    ])
+    .await;
+    for (what, r) in [
+        ("alone", &alone),
+        ("empty", &empty),
+        ("wrong", &wrong),
+        ("unknown", &unknown),
+    ] {
+        assert_eq!(r.status, 401, "{what}: {}", r.body);
+        assert_eq!(r.header("set-cookie"), "", "{what}");
+        assert!(!r.body.contains("<select"), "{what}: {}", r.body);
+    }
+    assert_eq!(
+        unknown.body, wrong.body,
+        "one answer for an unknown user and a wrong password"
+    );
+    assert!(
+        wrong.body.contains("Invalid username or password"),
+        "{}",
+        wrong.body
+    );
+
+    // The seeded demo users' documented password.
+    let r = post(&[
+        ("username", "jose"),
+        ("password", phx_server::rumbl::store::seed::DEMO_PASSWORD),
+    ])
+    .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r
+        .header("set-cookie")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let page = request(s.addr, "GET", "/watch/2-elixir", &[("Cookie", &cookie)], "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page
+        .body
+        .contains("<span class=\"current-user\">jose</span>"));
+
+    // Hashes as Comeonin writes them (pbkdf2_elixir sha512/sha256, bcrypt), and a NULL hash.
+    let db = rusqlite::Connection::open(&s.db).expect("sqlite");
+    for (id, name, hash) in [
+        (11, "pbkdf2", Some("$pbkdf2-sha512$1000$AAECAwQFBgcICQoLDA0ODw$EFEdys9ZfcV9f0/GLMLvDalzZYpKPXK7CyNg0WV8..7HNGJUnjDXD/RhZkuoZpfsX.0iiYfKwIcryRQFr1UDAQ")),
+        (12, "pbkdf2sha256", Some("$pbkdf2-sha256$1000$c2FsdHNhbHRzYWx0c2FsdA$RilxBxnvGa3JIyaXwlUUKmvuPzxjHerJeqIuhiIvKNU")),
+        (13, "bcrypt", Some("$2b$04$z0et7XFcURuFCvc.LBa4we0CS2ESfUXdUTf8CgoWA50LAOG8aBE1K")),
+        (14, "nohash", None),
+    ] {
+        db.execute(
+            "INSERT INTO users (id, username, name, password_hash, inserted_at, updated_at) \
+             VALUES (?1, ?2, ?2, ?3, '2020-01-01', '2020-01-01')",
+            rusqlite::params![id, name, hash],
+        )
+        .expect("insert user");
+    }
+    for name in ["pbkdf2", "pbkdf2sha256", "bcrypt"] {
+        let r = post(&[("username", name), ("password", "hunter2")]).await;
+        assert_eq!(r.status, 303, "{name}: {}", r.body);
+        assert!(
+            r.header("set-cookie").starts_with("_rumbl_session="),
+            "{name}"
+        );
+        let r = post(&[("username", name), ("password", "hunter3")]).await;
+        assert_eq!(r.status, 401, "{name} with a wrong password");
+        assert_eq!(r.body, wrong.body);
+    }
+    let r = post(&[("username", "nohash"), ("password", "hunter2")]).await;
+    assert_eq!(
+        r.status, 401,
+        "a user without a hash cannot log in with a password"
+    );
+    assert_eq!(r.body, wrong.body);
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use phx_server::rumbl::store::{AnnotationStore, StoreError};
+use phx_server::rumbl::store::{AnnotationStore, Post, StoreError};
 
 pub type Store = Arc<dyn AnnotationStore>;
 
@@ -293,4 +293,150 @@ pub async fn expect_unavailable<T: std::fmt::Debug>(
         "expected Unavailable, got {r:?}"
     );
     assert!(took <= within, "took {took:?}, expected at most {within:?}");
+}
+
+/// A post with a commit hook that counts how often it ran (and records the row it saw).
+pub fn counted_post(
+    video_id: i64,
+    user_id: i64,
+    body: &str,
+    deadline: tokio::time::Instant,
+) -> (Post, Arc<std::sync::Mutex<Vec<i64>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook_seen = seen.clone();
+    let post = Post {
+        video_id,
+        user_id,
+        body: body.to_string(),
+        at: 0,
+        deadline,
+        on_commit: Some(Box::new(move |a| {
+            hook_seen.lock().expect("hook lock").push(a.id)
+        })),
+    };
+    (post, seen)
+}
+
+/// The acknowledgement contract's deadline: a post whose deadline has passed before the store
+/// could commit it gets an error, its row never appears, and its commit hook never runs.
+pub async fn deadline_passed_is_not_committed(store: &Store) {
+    store.ensure_user(1).await.expect("user");
+    store.ensure_video(9).await.expect("video");
+    let past = tokio::time::Instant::now() - Duration::from_millis(1);
+    let (post, hooks) = counted_post(9, 1, "too late", past);
+    let r = store.post_annotation(post).await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    assert!(
+        hooks.lock().expect("hooks").is_empty(),
+        "hook ran for an uncommitted row"
+    );
+    // A later post commits (a barrier): the late one is still not there.
+    store
+        .insert_annotation(9, 1, "in time", 0)
+        .await
+        .expect("in time");
+    let bodies: Vec<String> = store
+        .annotations(9, 0, 200)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.body)
+        .collect();
+    assert_eq!(bodies, vec!["in time".to_string()]);
+}
+
+/// Nothing commits unbroadcast: 200 concurrent posts (some to an unknown video, some whose
+/// callers are cancelled at once) — every row in the table had its hook run exactly once
+/// with its id, every `Ok` is in the table, and no error is.
+pub async fn every_committed_row_ran_its_hook(store: &Store) {
+    store.ensure_user(1).await.expect("user");
+    store.ensure_video(10).await.expect("video");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut set = tokio::task::JoinSet::new();
+    let mut hooks = Vec::new();
+    for i in 0..200i64 {
+        let video = if i % 40 == 39 { 987_001 } else { 10 };
+        let (post, seen) = counted_post(video, 1, &format!("hook {i}"), deadline);
+        hooks.push((format!("hook {i}"), seen));
+        let store = store.clone();
+        let handle = set.spawn(async move { (i, store.post_annotation(post).await) });
+        if i % 25 == 0 {
+            // The caller goes away (a drain, a dropped channel): the store still either
+            // commits and runs the hook, or does neither.
+            handle.abort();
+        }
+    }
+    let mut answered = std::collections::HashMap::new();
+    while let Some(j) = set.join_next().await {
+        if let Ok((i, r)) = j {
+            answered.insert(format!("hook {i}"), r);
+        }
+    }
+    // A cancelled post's batch may still be between its COMMIT and its hook: poll until the
+    // table and the hooks agree (a row without its hook, or a hook without its row, never
+    // settles — the timeout only detects that).
+    let settle_by = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = store.annotations(10, 0, 1000).await.expect("list");
+        let in_table: std::collections::HashMap<String, i64> =
+            rows.iter().map(|a| (a.body.clone(), a.id)).collect();
+        let disagree: Vec<String> = hooks
+            .iter()
+            .filter_map(|(body, seen)| {
+                let seen = seen.lock().expect("hooks").clone();
+                let agrees = match in_table.get(body) {
+                    Some(id) => seen == vec![*id],
+                    None => seen.is_empty(),
+                };
+                (!agrees)
+                    .then(|| format!("{body}: row {:?}, hook calls {seen:?}", in_table.get(body)))
+            })
+            .collect();
+        if disagree.is_empty() {
+            for (body, r) in &answered {
+                match r {
+                    Ok(a) => assert_eq!(
+                        in_table.get(body),
+                        Some(&a.id),
+                        "{body} ok but not in the table"
+                    ),
+                    Err(e) => assert!(
+                        !in_table.contains_key(body),
+                        "{body} answered {e:?} but committed"
+                    ),
+                }
+            }
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < settle_by,
+            "rows and commit hooks disagree: {disagree:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok = answered.values().filter(|r| r.is_ok()).count();
+    assert!(ok >= 180, "only {ok} of the uncancelled posts succeeded");
+}
+
+/// `body` is at most 1000 Unicode scalar values: 1001 × `a`/`é`/`😀` is Invalid, 1000 × `😀`
+/// (4000 bytes) is stored whole.
+pub async fn body_limit(store: &Store) {
+    store.ensure_user(1).await.expect("user");
+    store.ensure_video(11).await.expect("video");
+    for c in ["a", "é", "😀"] {
+        let e = store.insert_annotation(11, 1, &c.repeat(1001), 0).await;
+        assert!(
+            matches!(e, Err(StoreError::Invalid(_))),
+            "1001 × {c}: {e:?}"
+        );
+    }
+    let long = "😀".repeat(1000);
+    let a = store
+        .insert_annotation(11, 1, &long, 0)
+        .await
+        .expect("1000 scalars");
+    assert_eq!(a.body, long);
+    let listed = store.annotations(11, 0, 200).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].body.len(), 4000);
 }

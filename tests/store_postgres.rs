@@ -106,6 +106,9 @@ contract_test!(concurrent_inserts, 8);
 contract_test!(unknown_and_invalid, 2);
 contract_test!(fixtures_create_rows, 2);
 contract_test!(seed_once, 2);
+contract_test!(deadline_passed_is_not_committed, 2);
+contract_test!(every_committed_row_ran_its_hook, 4);
+contract_test!(body_limit, 2);
 
 /// `open` does not migrate Postgres by default; the free `migrate(url)`
 /// does, once; two concurrent migrations do not trip over each other.
@@ -483,6 +486,161 @@ async fn batched_concurrent_inserts() {
             listed += s.annotations(v, 0, 1000).await.expect("list").len();
         }
         assert_eq!(listed, ok, "exactly the acknowledged rows were committed");
+        s.close().await;
+    })
+    .await;
+}
+
+/// The acknowledgement contract against a held table: another connection holds
+/// `LOCK TABLE annotations` past the post's deadline, so the INSERT waits; the post gets
+/// Unavailable at its deadline (COMMIT never sent), its hook never runs, and once the lock is
+/// released its row never appears — a later post commits and is alone in the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_held_past_the_deadline_never_commits() {
+    with_db(|url| async move {
+        let s = store_on(&url, 4).await;
+        s.ensure_user(1).await.expect("user");
+        s.ensure_video(1).await.expect("video");
+        let mut locker = connect(&url).await;
+        let tx = locker.transaction().await.expect("begin");
+        tx.batch_execute("LOCK TABLE annotations IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let (post, hooks) = contract::counted_post(1, 1, "locked out", deadline);
+        contract::expect_unavailable(s.post_annotation(post), Duration::from_secs(3)).await;
+        // Two more, queued together: both past their deadline → the whole batch rolls back.
+        let d2 = tokio::time::Instant::now() + Duration::from_millis(300);
+        let (p2, h2) = contract::counted_post(1, 1, "locked out 2", d2);
+        let (p3, h3) = contract::counted_post(1, 1, "locked out 3", d2);
+        let (r2, r3) = tokio::join!(s.post_annotation(p2), s.post_annotation(p3));
+        assert!(matches!(r2, Err(StoreError::Unavailable(_))), "{r2:?}");
+        assert!(matches!(r3, Err(StoreError::Unavailable(_))), "{r3:?}");
+        tx.rollback().await.expect("release");
+        s.insert_annotation(1, 1, "after", 0)
+            .await
+            .expect("after release");
+        // The abandoned backends hold no transaction that could still commit.
+        let db = connect(&url).await;
+        let bodies: Vec<String> = db
+            .query("SELECT body FROM annotations ORDER BY id", &[])
+            .await
+            .expect("select")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(bodies, vec!["after".to_string()]);
+        for h in [hooks, h2, h3] {
+            assert!(
+                h.lock().expect("hooks").is_empty(),
+                "hook ran for an uncommitted row"
+            );
+        }
+        s.close().await;
+    })
+    .await;
+}
+
+/// A cancelled batch leader abandons nothing: with the table locked, 20 posts queue (the
+/// first callers lead the batches); the leaders' futures are dropped while their batches wait
+/// on the lock; after the lock is released every other caller gets `Ok`, and each row is in
+/// the table exactly when its hook ran (a caller gone before COMMIT has no row). Then, unlocked, 40 posts whose leaders are cancelled right after starting: the
+/// callers that kept waiting all get `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_leader_does_not_fail_committed_callers() {
+    with_db(|url| async move {
+        let s = store_on(&url, 4).await;
+        s.ensure_user(1).await.expect("user");
+        s.ensure_video(1).await.expect("video");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+
+        let mut locker = connect(&url).await;
+        let tx = locker.transaction().await.expect("begin");
+        tx.batch_execute("LOCK TABLE annotations IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        let mut hooks = Vec::new();
+        let mut handles = Vec::new();
+        for i in 0..20 {
+            let (post, seen) = contract::counted_post(1, 1, &format!("held {i}"), deadline);
+            hooks.push((format!("held {i}"), seen));
+            let s = s.clone();
+            handles.push(tokio::spawn(async move { s.post_annotation(post).await }));
+        }
+        // Let the leaders reach the database (their INSERT waits on the lock)…
+        let db = connect(&url).await;
+        loop {
+            let waiting: i64 = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .expect("activity")
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // …then cancel the first callers (the batch leaders: 2 leader slots on a pool of 4)
+        // and release the lock. Every caller that kept waiting gets its row.
+        for h in &handles[..2] {
+            h.abort();
+        }
+        tx.rollback().await.expect("release");
+        for (i, h) in handles.into_iter().enumerate().skip(2) {
+            let r = h.await.expect("caller task");
+            assert!(r.is_ok(), "held {i}, whose caller kept waiting: {r:?}");
+        }
+        // The batches run to their end on their own: poll until the table and the hooks
+        // agree (a row without its hook or a hook without its row never settles; the timeout
+        // only detects that).
+        let settle_by = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = db
+                .query("SELECT body, id::bigint FROM annotations", &[])
+                .await
+                .expect("select");
+            let in_table: std::collections::HashMap<String, i64> =
+                rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            let disagree: Vec<String> = hooks
+                .iter()
+                .filter_map(|(body, seen)| {
+                    let seen = seen.lock().expect("hooks").clone();
+                    let agrees = match in_table.get(body) {
+                        Some(id) => seen == vec![*id],
+                        None => seen.is_empty(),
+                    };
+                    (!agrees)
+                        .then(|| format!("{body}: row {:?}, hooks {seen:?}", in_table.get(body)))
+                })
+                .collect();
+            if disagree.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < settle_by,
+                "rows and hooks disagree: {disagree:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..40i64 {
+            let s = s.clone();
+            let (post, _) = contract::counted_post(1, 1, &format!("free {i}"), deadline);
+            let h = set.spawn(async move { (i, s.post_annotation(post).await) });
+            if i % 8 == 0 {
+                h.abort();
+            }
+        }
+        while let Some(j) = set.join_next().await {
+            if let Ok((i, r)) = j {
+                assert!(r.is_ok(), "post {i}, whose caller kept waiting: {r:?}");
+            }
+        }
         s.close().await;
     })
     .await;

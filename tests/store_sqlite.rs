@@ -106,6 +106,54 @@ async fn seed_once() {
     contract::seed_once(&s).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_passed_is_not_committed() {
+    let (_d, s) = fresh().await;
+    contract::deadline_passed_is_not_committed(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_committed_row_ran_its_hook() {
+    let (_d, s) = fresh().await;
+    contract::every_committed_row_ran_its_hook(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_limit() {
+    let (_d, s) = fresh().await;
+    contract::body_limit(&s).await;
+}
+
+/// The busy_timeout is bounded by the post's deadline: another process holds the write lock
+/// past it (the store's busy_timeout is the default 5 s), the post gets Unavailable at its
+/// deadline, its hook never runs, and after the lock is released its row is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_held_past_the_deadline() {
+    let (dir, s) = fresh().await;
+    s.ensure_user(1).await.expect("user");
+    s.ensure_video(1).await.expect("video");
+    let locker = raw(&dir.db());
+    locker
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take write lock");
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
+    let (post, hooks) = contract::counted_post(1, 1, "locked out", deadline);
+    contract::expect_unavailable(s.post_annotation(post), Duration::from_secs(3)).await;
+    locker.execute_batch("ROLLBACK").expect("release");
+    s.insert_annotation(1, 1, "after", 0)
+        .await
+        .expect("after release");
+    let bodies: Vec<String> = s
+        .annotations(1, 0, 200)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|a| a.body)
+        .collect();
+    assert_eq!(bodies, vec!["after".to_string()]);
+    assert!(hooks.lock().expect("hooks").is_empty());
+}
+
 /// The file and its missing parent directories are created; the database
 /// is in WAL mode; data survives close + reopen.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

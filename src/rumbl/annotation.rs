@@ -16,7 +16,8 @@
 //! like `Integer.parse/1` with nothing left over); a float, bool, list or map is `"is invalid"`;
 //! an absent, `null`, empty or whitespace-only value is `"can't be blank"`.
 //!
-//! One check the book does not have: `at` must fit the book's `integer` (int4) column and not
+//! Two checks the book does not have: `body` is at most [`MAX_BODY_CHARS`] Unicode scalar
+//! values (`validate_length`'s message), and `at` must fit the book's `integer` (int4) column and not
 //! be negative (player time), reported with `validate_number`'s messages — Phoenix would
 //! otherwise crash the channel on the database's out-of-range error.
 
@@ -53,12 +54,22 @@ fn is_empty(v: Option<&Value>) -> bool {
     }
 }
 
-/// `cast` + `validate_required` for `body` (`:string`).
+/// Most Unicode scalar values in a body. The book has no bound; without one, a single post
+/// (up to the frame limit) lands in the table and in every later join reply (200 of them), so
+/// the limit also bounds a join reply's size: 200 × 1000 scalars × 4 bytes.
+pub const MAX_BODY_CHARS: usize = 1000;
+
+/// `cast` + `validate_required` + `validate_length(:body, max: 1000)` for `body`
+/// (`:string`). Ecto counts graphemes by default; we count Unicode scalar values, which is never
+/// fewer, so nothing Ecto would refuse is accepted.
 fn cast_body(v: Option<&Value>) -> Result<String, String> {
     if is_empty(v) {
         return Err(BLANK.into());
     }
     match v {
+        Some(Value::String(s)) if s.chars().count() > MAX_BODY_CHARS => {
+            Err(format!("should be at most {MAX_BODY_CHARS} character(s)"))
+        }
         Some(Value::String(s)) => Ok(s.clone()),
         _ => Err(INVALID.into()),
     }
@@ -185,5 +196,23 @@ mod tests {
         assert!(cs(json!({"body": "x", "at": 2_147_483_647})).is_ok());
         assert!(cs(json!({"body": "x", "at": 2_147_483_648_i64})).is_err());
         assert!(cs(json!({"body": "x", "at": u64::MAX})).is_err());
+    }
+
+    #[test]
+    fn body_at_most_1000_scalars() {
+        let too_long = json!({"errors": {"body": ["should be at most 1000 character(s)"]}});
+        for c in ["a", "é", "😀"] {
+            assert_eq!(
+                cs(json!({"body": c.repeat(1001), "at": 0})),
+                Err(too_long.clone()),
+                "1001 × {c}"
+            );
+        }
+        let emoji = "😀".repeat(1000);
+        assert_eq!(emoji.len(), 4000);
+        assert_eq!(
+            cs(json!({"body": emoji, "at": 0})).map(|a| a.body.len()),
+            Ok(4000)
+        );
     }
 }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::pages;
+use super::pages::{self, LoginMode};
 use super::store::{self, AnnotationStore, AutoMigrate, StoreError, StoreOptions};
 use super::{UserSocket, VideoChannel};
 use crate::config::Config;
@@ -54,7 +54,14 @@ pub async fn open_store(
     if !fixture_mode {
         let report = store.seed_demo_if_empty().await?;
         if report.seeded {
-            tracing::info!("demo data inserted: log in at /login as jose, chris or bruce");
+            tracing::info!(
+                "demo data inserted: log in at /login as jose, chris or bruce{}",
+                if config.database_url.is_some() {
+                    " (password: see the README)"
+                } else {
+                    ""
+                }
+            );
         }
     }
     Ok(store)
@@ -87,11 +94,27 @@ pub fn fixture_endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endp
 }
 
 /// Every HTTP route of the normal server: the socket transports, `/healthz`, `/metrics`, and
-/// the pages.
+/// the pages. With a configured `DATABASE_URL` the login checks passwords; without one (the
+/// embedded demo database) it is the demo's pick-a-user login.
 pub fn router(
     endpoint: &Endpoint,
     store: Arc<dyn AnnotationStore>,
     assets_dir: PathBuf,
+) -> axum::Router {
+    let login = if endpoint.config().database_url.is_some() {
+        LoginMode::Password
+    } else {
+        LoginMode::Demo
+    };
+    router_with_login(endpoint, store, assets_dir, login)
+}
+
+/// [`router`] with the login mode chosen by the caller (tests of the demo login).
+pub fn router_with_login(
+    endpoint: &Endpoint,
+    store: Arc<dyn AnnotationStore>,
+    assets_dir: PathBuf,
+    login: LoginMode,
 ) -> axum::Router {
     if !assets_dir.join("app.js").is_file() {
         tracing::warn!(
@@ -100,7 +123,7 @@ pub fn router(
             assets_dir.display()
         );
     }
-    http::router(endpoint).merge(pages::routes(endpoint.clone(), store, assets_dir))
+    http::router(endpoint).merge(pages::routes(endpoint.clone(), store, assets_dir, login))
 }
 
 /// The fixture server's routes: transports, `/healthz`, `/metrics`, `/fixture/*`.

@@ -16,6 +16,7 @@ pub mod app;
 pub mod assets;
 pub mod join_boundary;
 pub mod pages;
+pub mod password;
 pub mod store;
 pub mod user_socket;
 pub mod video_channel;

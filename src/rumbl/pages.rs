@@ -1,11 +1,11 @@
-//! The HTML side of Rumbl: a demo login, the watch page that carries `window.userToken`, a
+//! The HTML side of Rumbl: a login (password, or the embedded demo's pick-a-user), the watch page that carries `window.userToken`, a
 //! small index, and the built JS/CSS bundle.
 //!
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the videos, each linking to `/watch/<id>-<slug>` |
-//! | `GET /login` | `login.html.example` with one `<option>` per user |
-//! | `POST /login` | `username=...` → session cookie, 303 to `next` (a local path) or `/watch/2-elixir` |
+//! | `GET /login` | [`LoginMode::Password`]: a username + password form; [`LoginMode::Demo`]: `login.html.example` with one `<option>` per user, labelled as the demo's password-less login |
+//! | `POST /login` | `username=...&password=...` (Password) or `username=...` (Demo) → session cookie, 303 to `next` (a local path) or `/watch/2-elixir`; anything else → 401 and the form again, the same page for an unknown user and a wrong password |
 //! | `GET /watch/:id` | `watch.html.example` for `2-elixir` (video 2); 404 for unknown videos; 303 to `/login?next=...` when not logged in |
 //! | `GET /assets/*` | files of `vendor-js/dist` (`ASSETS_DIR`), see [`super::assets`] |
 //!
@@ -32,6 +32,7 @@ use phx_protocol::etf::Term;
 use phx_protocol::token::MaxAge;
 
 use super::assets;
+use super::password;
 use super::store::{parse_video_param, AnnotationStore, StoreError, User, Video};
 use super::user_socket::USER_SALT;
 use crate::endpoint::Endpoint;
@@ -50,12 +51,25 @@ const SESSION_MAX_AGE_SECS: u64 = 1_209_600;
 /// Where a login without `next` lands: the book's demo video.
 pub const DEFAULT_NEXT: &str = "/watch/2-elixir";
 
+/// How `POST /login` decides who you are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginMode {
+    /// The embedded demo (no `DATABASE_URL`): pick one of the seeded users, no password. Only
+    /// for a local database nobody else uses.
+    Demo,
+    /// A configured database: the password is checked against `users.password_hash`
+    /// (pbkdf2_elixir or bcrypt, see [`super::password`]).
+    Password,
+}
+
 /// What the page handlers share.
 pub struct Pages {
     /// Token signing and verification (SECRET_KEY_BASE).
     endpoint: Endpoint,
     /// Users and videos.
     store: Arc<dyn AnnotationStore>,
+    /// Demo pick-a-user or password login.
+    login: LoginMode,
 }
 
 /// The pages' routes, to merge into the endpoint's router.
@@ -63,11 +77,16 @@ pub fn routes(
     endpoint: Endpoint,
     store: Arc<dyn AnnotationStore>,
     assets_dir: PathBuf,
+    login: LoginMode,
 ) -> axum::Router {
-    let state = Arc::new(Pages { endpoint, store });
+    let state = Arc::new(Pages {
+        endpoint,
+        store,
+        login,
+    });
     axum::Router::new()
         .route("/", get(index))
-        .route("/login", get(login_form).post(login))
+        .route("/login", get(login_form).post(login_post))
         .route("/watch/{id}", get(watch))
         .with_state(state)
         .merge(assets::routes(assets_dir))
@@ -295,21 +314,9 @@ async fn index(State(pages): State<Arc<Pages>>, headers: HeaderMap) -> Result<Re
     Ok(Html(simple_page("Videos", &body)).into_response())
 }
 
-fn render_login(users: &[User], next: Option<&str>) -> String {
-    let options: String = users
-        .iter()
-        .map(|u| {
-            let name = escape_html(&u.username);
-            format!("<option value=\"{name}\">{name}</option>")
-        })
-        .collect::<Vec<_>>()
-        .join("\n          ");
-    let html = render(
-        &strip_template_doc(LOGIN_TEMPLATE),
-        &[("user_options", &options)],
-    );
+/// Carries `next` through the form post (the templates' action has no query).
+fn with_next(html: String, next: Option<&str>) -> String {
     match next {
-        // Carry `next` through the form post (the template's action has no query).
         Some(n) => html.replace(
             "action=\"/login\"",
             &format!(
@@ -321,16 +328,106 @@ fn render_login(users: &[User], next: Option<&str>) -> String {
     }
 }
 
+/// The demo's pick-a-user form, said to be the demo's password-less login.
+fn render_demo_login(users: &[User], next: Option<&str>) -> String {
+    let options: String = users
+        .iter()
+        .map(|u| {
+            let name = escape_html(&u.username);
+            format!("<option value=\"{name}\">{name}</option>")
+        })
+        .collect::<Vec<_>>()
+        .join("\n          ");
+    let html = render(
+        &strip_template_doc(LOGIN_TEMPLATE),
+        &[("user_options", &options)],
+    )
+    .replacen(
+        "<h2>Log in</h2>",
+        "<h2>Log in</h2>\n    <p class=\"demo-note\">This is the embedded demo: pick a seeded \
+         user, no password is asked. With a <code>DATABASE_URL</code> the server asks for \
+         passwords instead.</p>",
+        1,
+    );
+    with_next(html, next)
+}
+
+/// The username + password form; `failed` adds the one message a failed login gets, the same
+/// for an unknown user and a wrong password (nothing of what was typed is echoed).
+fn render_password_login(next: Option<&str>, failed: bool) -> String {
+    let error = if failed {
+        "<p class=\"alert alert-danger\">Invalid username or password.</p>\n    "
+    } else {
+        ""
+    };
+    let body = format!(
+        "{error}<form class=\"panel panel-default login-form\" method=\"post\" action=\"/login\">\n      \
+         <div class=\"panel-body\">\n        \
+         <label for=\"username\">Username</label>\n        \
+         <input id=\"username\" name=\"username\" type=\"text\" class=\"form-control\" autocomplete=\"username\" required>\n        \
+         <label for=\"password\">Password</label>\n        \
+         <input id=\"password\" name=\"password\" type=\"password\" class=\"form-control\" autocomplete=\"current-password\" required>\n      \
+         </div>\n      <div class=\"panel-footer\">\n        \
+         <button type=\"submit\" class=\"btn btn-primary form-control\">Log in</button>\n      \
+         </div>\n    </form>"
+    );
+    with_next(simple_page("Log in", &body), next)
+}
+
 async fn login_form(
     State(pages): State<Arc<Pages>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
-    let users = pages.store.users().await?;
     let params = query_params(query.as_deref());
-    Ok(Html(render_login(&users, params.get("next").map(String::as_str))).into_response())
+    let next = params.get("next").map(String::as_str);
+    let html = match pages.login {
+        LoginMode::Demo => render_demo_login(&pages.store.users().await?, next),
+        LoginMode::Password => render_password_login(next, false),
+    };
+    Ok(Html(html).into_response())
 }
 
-async fn login(
+impl Pages {
+    /// Who the form names, if it proves it: in the demo any existing username; otherwise a
+    /// username whose stored hash matches the password.
+    async fn authenticate(
+        &self,
+        params: &HashMap<String, String>,
+    ) -> Result<Option<User>, PageError> {
+        let username = params.get("username").map(String::as_str).unwrap_or("");
+        match self.login {
+            LoginMode::Demo => Ok(self
+                .store
+                .users()
+                .await?
+                .into_iter()
+                .find(|u| u.username == username)),
+            LoginMode::Password => {
+                let Some(password) = params.get("password").filter(|p| !p.is_empty()).cloned()
+                else {
+                    return Ok(None);
+                };
+                let creds = self.store.credentials(username).await?;
+                // An unknown user (or one without a hash) is checked against a dummy hash,
+                // so it takes as long as a wrong password.
+                let hash = creds
+                    .as_ref()
+                    .and_then(|c| c.password_hash.clone())
+                    .unwrap_or_else(|| password::DUMMY_HASH.to_string());
+                // Deliberately slow (pbkdf2 / bcrypt): off the async workers.
+                let matches =
+                    tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+                        .await
+                        .unwrap_or(false);
+                Ok(creds
+                    .filter(|c| matches && c.password_hash.is_some())
+                    .map(|c| c.user))
+            }
+        }
+    }
+}
+
+async fn login_post(
     State(pages): State<Arc<Pages>>,
     RawQuery(query): RawQuery,
     body: Bytes,
@@ -339,12 +436,12 @@ async fn login(
     // Form fields win over the query string.
     params.extend(form_urlencoded::parse(&body).into_owned());
     let next = params.get("next").map(String::as_str);
-    let users = pages.store.users().await?;
-    let Some(user) = params
-        .get("username")
-        .and_then(|name| users.iter().find(|u| &u.username == name))
-    else {
-        return Ok((StatusCode::UNAUTHORIZED, Html(render_login(&users, next))).into_response());
+    let Some(user) = pages.authenticate(&params).await? else {
+        let html = match pages.login {
+            LoginMode::Demo => render_demo_login(&pages.store.users().await?, next),
+            LoginMode::Password => render_password_login(next, true),
+        };
+        return Ok((StatusCode::UNAUTHORIZED, Html(html)).into_response());
     };
     tracing::info!(user_id = user.id, username = %user.username, "logged in");
     let token = pages.endpoint.sign_token_with(

@@ -37,7 +37,12 @@
 //! | `last_seen_id` neither an integer, a string holding one, nor null | join error `{"reason":"invalid last_seen_id"}` |
 //! | post from an anonymous socket | error `{"reason":"unauthenticated"}` |
 //! | invalid body/at | error `{"errors":{"field":["message"]}}` (see [`super::annotation`]) |
-//! | database down, slow (> [`DB_TIMEOUT`]) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
+//! | database down, slow (a join: > [`DB_TIMEOUT`]; a post: past its deadline, [`POST_DEADLINE`] from its arrival) or failing | error `{"reason":"database unavailable"}` / `{"reason":"database error"}` |
+//!
+//! A post is answered under the store's acknowledgement contract (see [`Post`]): `ok` only for
+//! a committed row, an error only for a row that is not and never will be committed, and the
+//! broadcast is the store's commit hook, so every committed row is broadcast even if this
+//! channel stops waiting.
 //!
 //! Every channel runs in its own task, so a slow query here delays only this channel's
 //! messages; other channels (and other sockets) carry on. (A *join* is answered before the
@@ -71,7 +76,7 @@ use serde_json::{json, Value};
 
 use super::annotation::{self, changeset, errors_payload};
 use super::join_boundary::JoinBoundary;
-use super::store::{AnnotationStore, StoreError};
+use super::store::{Annotation, AnnotationStore, OnCommit, Post, StoreError, POST_DEADLINE};
 use crate::channel::{
     async_trait, Channel, ChannelError, ChannelSocket, HandleResult, Info, JoinReply, Reply,
     UnmatchedEvent,
@@ -85,6 +90,10 @@ pub const JOIN_LIMIT: i64 = 200;
 /// catches a database that accepts connections but never answers, so the client hears back
 /// well within phoenix.js's 10 s push timeout.
 pub const DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long past a post's deadline the channel still waits for the store's answer (the
+/// store's own bound is 3 s past it: see `store::postgres`), still inside phoenix.js's 10 s.
+const STORE_ANSWER_GRACE: Duration = Duration::from_millis(4500);
 
 /// The `videos:*` channel. One value per join, holding the shared store.
 pub struct VideoChannel {
@@ -252,8 +261,14 @@ impl Channel for VideoChannel {
                 return Ok(JoinReply::Error(reason(store_error_reason(&e))));
             }
         }
-        // No post of this video is between its COMMIT and its broadcast while we read.
-        let read_guard = self.boundary.read(video_id).await;
+        // No post of this video is between its COMMIT and its broadcast while we read. A post
+        // whose COMMIT outcome is being looked up holds its share longer than a query takes,
+        // so the wait is bounded like a store call.
+        let Ok(read_guard) = tokio::time::timeout(DB_TIMEOUT, self.boundary.read(video_id)).await
+        else {
+            tracing::error!(%topic, "join failed: posts of this video did not finish within {DB_TIMEOUT:?}");
+            return Ok(JoinReply::Error(reason("database unavailable")));
+        };
         let annotations = match db(self.store.annotations(video_id, last_seen_id, JOIN_LIMIT)).await
         {
             Ok(list) => list,
@@ -322,27 +337,57 @@ impl Channel for VideoChannel {
                 ))))
             }
         };
+        // The post's deadline runs from its arrival, not from now: posts queued behind a
+        // slow one have waited already, and the client times out 10 s after sending.
+        let deadline = socket.received_at() + POST_DEADLINE;
         if self.fixture_mode {
-            if let Err(e) = db(self.store.ensure_user(user_id)).await {
+            let ensured =
+                match tokio::time::timeout_at(deadline, self.store.ensure_user(user_id)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::Unavailable(
+                        "no answer within the post deadline".into(),
+                    )),
+                };
+            if let Err(e) = ensured {
                 tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
                 return Ok(HandleResult::Reply(Reply::Error(reason(
                     store_error_reason(&e),
                 ))));
             }
         }
-        // Held until the broadcast is out (see [`JoinBoundary`]).
-        let _post_guard = self.boundary.post(self.video_id).await;
-        let inserted = db(self
-            .store
-            .insert_annotation(self.video_id, user_id, &new.body, new.at))
-        .await;
+        // Held until the broadcast is out (see [`JoinBoundary`]): it moves into the commit
+        // hook, which the store runs in the code path that learns of the commit — so every
+        // committed row is broadcast, even if this call is cancelled (a drain) meanwhile.
+        let post_guard = self.boundary.post(self.video_id).await;
+        let endpoint = socket.endpoint().clone();
+        let topic = socket.topic().to_string();
+        let on_commit: OnCommit = Box::new(move |ann: &Annotation| {
+            // Only the rendered fields: never the client's payload, which may carry anything
+            // (the book's security note).
+            endpoint.broadcast(&topic, "new_annotation", annotation::render(ann));
+            drop(post_guard);
+        });
+        let post = Post {
+            video_id: self.video_id,
+            user_id,
+            body: new.body,
+            at: new.at,
+            deadline,
+            on_commit: Some(on_commit),
+        };
+        // The store answers by the deadline (a COMMIT whose answer was lost is looked up a
+        // little longer); the bound here only guards against a store that never answers.
+        let inserted = match tokio::time::timeout_at(
+            deadline + STORE_ANSWER_GRACE,
+            self.store.post_annotation(post),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable("the store did not answer".into())),
+        };
         match inserted {
-            Ok(ann) => {
-                // Only after the row is committed, and only the rendered fields: never the
-                // client's payload, which may carry anything (the book's security note).
-                socket.broadcast("new_annotation", annotation::render(&ann))?;
-                Ok(HandleResult::Reply(Reply::ok()))
-            }
+            Ok(_) => Ok(HandleResult::Reply(Reply::ok())),
             Err(e) => {
                 tracing::error!(topic = %socket.topic(), "new_annotation failed: {e}");
                 Ok(HandleResult::Reply(Reply::Error(reason(

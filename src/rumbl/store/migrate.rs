@@ -80,7 +80,14 @@ pub const MIGRATIONS: &[Migration] = &[
 pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
     (
         "users",
-        &["id", "name", "username", "inserted_at", "updated_at"],
+        &[
+            "id",
+            "name",
+            "username",
+            "password_hash",
+            "inserted_at",
+            "updated_at",
+        ],
     ),
     ("categories", &["id", "name", "inserted_at", "updated_at"]),
     (
@@ -132,6 +139,12 @@ impl AddableColumn {
 }
 
 pub const ADDABLE_COLUMNS: &[AddableColumn] = &[
+    AddableColumn {
+        table: "users",
+        column: "password_hash",
+        postgres_ddl: "ALTER TABLE users ADD COLUMN password_hash varchar(255)",
+        sqlite_ddl: r#"ALTER TABLE "users" ADD COLUMN "password_hash" TEXT"#,
+    },
     AddableColumn {
         table: "users",
         column: "name",

@@ -84,13 +84,21 @@ impl Video {
     }
 }
 
-/// A user row (`users` table). `password_hash` is never read: this server
-/// does not authenticate with passwords (it verifies tokens).
+/// A user row (`users` table), without its `password_hash` (only the login reads that, via
+/// [`AnnotationStore::credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
     pub id: i64,
     pub username: String,
     pub name: Option<String>,
+}
+
+/// A user with the stored hash of its password (`NULL` → `None`: that user cannot log in with
+/// a password).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: Option<String>,
 }
 
 /// An annotation with its user preloaded, as the channel renders it
@@ -133,6 +141,10 @@ pub trait AnnotationStore: Send + Sync + 'static {
     /// All users ordered by id.
     async fn users(&self) -> Result<Vec<User>, StoreError>;
 
+    /// The user named `username` with its `password_hash` (for `POST /login`), `None` if
+    /// there is no such user.
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError>;
+
     /// At most `limit` annotations of `video_id` whose id is greater than
     /// `after_id`, ordered by `(at, id)` ascending, each with its user.
     ///
@@ -148,20 +160,29 @@ pub trait AnnotationStore: Send + Sync + 'static {
         limit: i64,
     ) -> Result<Vec<Annotation>, StoreError>;
 
-    /// Inserts an annotation and returns the committed row with its user.
+    /// Inserts an annotation under the acknowledgement contract (see [`Post`]): `Ok` only
+    /// for a committed row; an error only when the row is not (and never will be) committed;
+    /// the row is checked against `post.deadline` before COMMIT, and `post.on_commit` runs
+    /// for every committed row whether or not the caller still waits.
     ///
-    /// Returns `Ok` only after the row is committed, so whatever the caller
-    /// broadcasts is visible to a client that (re)joins right after.
-    /// Errors: [`StoreError::Invalid`] for a blank body or `at` outside
+    /// Errors: [`StoreError::Invalid`] for a blank or too long body or `at` outside
     /// `0..=i32::MAX` (the book's column is a 32-bit `integer`),
-    /// [`StoreError::NotFound`] for an unknown video or user.
+    /// [`StoreError::NotFound`] for an unknown video or user, [`StoreError::Unavailable`]
+    /// for an unreachable database or a deadline passed before commit.
+    async fn post_annotation(&self, post: Post) -> Result<Annotation, StoreError>;
+
+    /// [`AnnotationStore::post_annotation`] with a deadline [`POST_DEADLINE`] from now and
+    /// nothing to run on commit (the CLI, tests, seeds).
     async fn insert_annotation(
         &self,
         video_id: i64,
         user_id: i64,
         body: &str,
         at: i64,
-    ) -> Result<Annotation, StoreError>;
+    ) -> Result<Annotation, StoreError> {
+        self.post_annotation(Post::new(video_id, user_id, body, at))
+            .await
+    }
 
     /// Fixture mode: create video `id` (title `"Video <id>"`) if missing.
     async fn ensure_video(&self, id: i64) -> Result<(), StoreError>;
@@ -183,6 +204,61 @@ pub trait AnnotationStore: Send + Sync + 'static {
     /// Stops accepting calls and releases connections/threads. Later calls
     /// fail with [`StoreError::Unavailable`]. Idempotent.
     async fn close(&self);
+}
+
+/// How long a post may take, counted from its arrival: well inside phoenix.js's 10 s push
+/// timeout, so the client hears the answer (ok or error) itself instead of timing out.
+pub const POST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs once for a committed row, in the code path that learned of the commit — the video
+/// channel broadcasts the row here, so no row is committed unbroadcast even when its caller
+/// was cancelled or gave up.
+pub type OnCommit = Box<dyn FnOnce(&Annotation) + Send + 'static>;
+
+/// One annotation to insert, with what the acknowledgement contract needs:
+///
+/// * a caller that gets `Ok` has its row;
+/// * a caller that gets an error (or gives up at its deadline) does not, and never will: the
+///   store checks `deadline` before COMMIT and leaves a row whose deadline passed uncommitted;
+/// * nothing commits unbroadcast: `on_commit` runs for every committed row.
+pub struct Post {
+    pub video_id: i64,
+    pub user_id: i64,
+    pub body: String,
+    /// Player time in milliseconds.
+    pub at: i64,
+    /// Past this instant the row is not committed any more (the caller gets an error).
+    pub deadline: tokio::time::Instant,
+    /// Runs once if (and only if) the row is committed.
+    pub on_commit: Option<OnCommit>,
+}
+
+impl Post {
+    /// A post with a deadline [`POST_DEADLINE`] from now and no commit hook.
+    pub fn new(video_id: i64, user_id: i64, body: &str, at: i64) -> Self {
+        Post {
+            video_id,
+            user_id,
+            body: body.to_string(),
+            at,
+            deadline: tokio::time::Instant::now() + POST_DEADLINE,
+            on_commit: None,
+        }
+    }
+
+    /// Runs the commit hook (at most once).
+    pub(crate) fn committed(&mut self, ann: &Annotation) {
+        if let Some(f) = self.on_commit.take() {
+            f(ann);
+        }
+    }
+}
+
+/// The error for a post whose deadline passed before its row could be committed.
+pub(crate) fn deadline_passed() -> StoreError {
+    StoreError::Unavailable(format!(
+        "no commit within the post deadline ({POST_DEADLINE:?} from arrival)"
+    ))
 }
 
 /// When to run migrations as part of [`open_with`].
@@ -369,6 +445,12 @@ pub fn parse_video_param(param: &str) -> Option<i64> {
 pub(crate) fn validate_annotation(body: &str, at: i64) -> Result<(), StoreError> {
     if body.trim().is_empty() {
         return Err(StoreError::Invalid("body can't be blank".into()));
+    }
+    if body.chars().count() > crate::rumbl::annotation::MAX_BODY_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "body should be at most {} character(s)",
+            crate::rumbl::annotation::MAX_BODY_CHARS
+        )));
     }
     if !(0..=i64::from(i32::MAX)).contains(&at) {
         return Err(StoreError::Invalid(format!(

@@ -15,11 +15,18 @@ use serde::Serialize;
 
 use super::{AnnotationStore, StoreError};
 
-/// `(id, username, name)`
-pub const DEMO_USERS: &[(i64, &str, &str)] = &[
-    (1, "jose", "José Valim"),
-    (2, "chris", "Chris McCord"),
-    (3, "bruce", "Bruce Tate"),
+/// The password of every demo user, for `serve` with a `DATABASE_URL` (which checks
+/// passwords); the embedded demo (no `DATABASE_URL`) logs in without one. Documented in the
+/// README: change it (or drop the demo users) on a database anyone else can reach.
+pub const DEMO_PASSWORD: &str = "phoenix";
+
+/// `(id, username, name, password_hash)`; the hashes are pbkdf2_elixir's default format and
+/// rounds for [`DEMO_PASSWORD`], precomputed (scripts/password_vectors.py) so a first start
+/// does not spend seconds hashing.
+pub const DEMO_USERS: &[(i64, &str, &str, &str)] = &[
+    (1, "jose", "José Valim", "$pbkdf2-sha512$160000$8BaiAAx7/neyWeK5syS6rA$jRgNEytu30VH0rg6aj7U8eLNGIp4AwRX9yJbAM7BQdXdkgPDWxF7k9TZXXcEiMB6u8qNYhDWOJim1ANU1kEOMQ"),
+    (2, "chris", "Chris McCord", "$pbkdf2-sha512$160000$mG3tx1IA1WdYuC1lzr209w$PHFugBpLCJI/4QU9M1us64rbosFV3J2wEePXkZfPZc6TIhkxTIOCmzpRM0SYRVRg4W0KfjvsBQnCEngKJA.SnA"),
+    (3, "bruce", "Bruce Tate", "$pbkdf2-sha512$160000$b6/oTcIbc1Gqh2cmzmVi1g$0YJy/cvRtOA4A2HPlE7OvvOuymZ14S3Pl.Qp0strSNQJNhUyN6Lmw9GR0JSKEgsIn3FwrHiqun8jhhbjmFtZaA"),
 ];
 
 /// Category names (unique).

@@ -28,8 +28,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, Transactio
 use super::migrate::{columns_to_add, MigrationReport, MIGRATIONS, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
 use super::{
-    validate_annotation, Annotation, AnnotationStore, Backend, StoreError, StoreOptions, User,
-    Video,
+    deadline_passed, validate_annotation, Annotation, AnnotationStore, Backend, Credentials, Post,
+    StoreError, StoreOptions, User, Video,
 };
 
 /// "now" as ecto_sqlite3 stores a `timestamp(0)`: ISO-8601 text in UTC.
@@ -56,6 +56,8 @@ pub struct SqliteStore {
     writer: RwLock<Option<mpsc::Sender<Job>>>,
     readers: RwLock<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The configured `busy_timeout`; a post lowers it to its remaining deadline.
+    busy_timeout: std::time::Duration,
 }
 
 fn closed() -> StoreError {
@@ -161,6 +163,7 @@ impl SqliteStore {
             writer: RwLock::new(Some(wtx)),
             readers: RwLock::new(Some(rtx)),
             threads: Mutex::new(threads),
+            busy_timeout: opts.busy_timeout,
         })
     }
 
@@ -175,6 +178,20 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_detached(lane, f).await
+    }
+
+    /// Queues `f` on a worker thread of `lane` now; the returned future (which borrows
+    /// nothing) resolves with its result.
+    fn run_detached<T, F>(
+        &self,
+        lane: Lane,
+        f: F,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |conn| {
             // The receiver may be gone (caller cancelled); nothing to do then.
@@ -185,12 +202,26 @@ impl SqliteStore {
                 Lane::Writer => self.writer.read(),
                 Lane::Reader => self.readers.read(),
             };
-            let sender = guard.as_ref().ok_or_else(closed)?;
-            sender.send(job).map_err(|_| closed())?;
+            let queued = guard
+                .as_ref()
+                .ok_or_else(closed)
+                .and_then(|sender| sender.send(job).map_err(|_| closed()));
+            if let Err(e) = queued {
+                return futures_or_ready(Err(e));
+            }
         }
-        rx.await
-            .map_err(|_| StoreError::Unavailable("sqlite worker stopped".into()))?
+        futures_or_ready(Ok(rx))
     }
+}
+
+/// The future of [`SqliteStore::run_detached`]: an error found while queueing, or the job's
+/// answer.
+async fn futures_or_ready<T>(
+    queued: Result<tokio::sync::oneshot::Receiver<Result<T, StoreError>>, StoreError>,
+) -> Result<T, StoreError> {
+    queued?
+        .await
+        .map_err(|_| StoreError::Unavailable("sqlite worker stopped".into()))?
 }
 
 fn video_from_row(row: &Row<'_>) -> rusqlite::Result<Video> {
@@ -260,6 +291,24 @@ impl AnnotationStore for SqliteStore {
             .await
     }
 
+    async fn credentials(&self, username: &str) -> Result<Option<Credentials>, StoreError> {
+        let username = username.to_string();
+        self.run(Lane::Reader, move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = ?1"
+                ))?
+                .query_row([username], |r| {
+                    Ok(Credentials {
+                        user: user_from_row(r, 0)?,
+                        password_hash: r.get(3)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
     async fn users(&self) -> Result<Vec<User>, StoreError> {
         self.run(Lane::Reader, |conn| {
             let mut stmt =
@@ -304,45 +353,67 @@ impl AnnotationStore for SqliteStore {
         .await
     }
 
-    async fn insert_annotation(
-        &self,
-        video_id: i64,
-        user_id: i64,
-        body: &str,
-        at: i64,
-    ) -> Result<Annotation, StoreError> {
-        validate_annotation(body, at)?;
-        let body = body.to_string();
-        self.run(Lane::Writer, move |conn| {
-            // IMMEDIATE takes the write lock up front, so the checks and the
-            // insert see one consistent state.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let user = find_user(&tx, user_id)?
-                .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
-            let video_exists = tx
-                .prepare_cached("SELECT 1 FROM videos WHERE id = ?1")?
-                .query_row([video_id], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if !video_exists {
-                return Err(StoreError::NotFound(format!("video {video_id}")));
+    async fn post_annotation(&self, mut post: Post) -> Result<Annotation, StoreError> {
+        validate_annotation(&post.body, post.at)?;
+        let (video_id, user_id, at, deadline) =
+            (post.video_id, post.user_id, post.at, post.deadline);
+        let body = std::mem::take(&mut post.body);
+        let busy_default = self.busy_timeout;
+        let written = self.run_detached(Lane::Writer, move |conn| {
+            // Queued behind other writes past the deadline: not written at all.
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(deadline_passed());
             }
-            tx.prepare_cached(&format!(
-                "INSERT INTO annotations (body, at, user_id, video_id, inserted_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, {NOW_UTC}, {NOW_UTC})"
-            ))?
-            .execute(params![body, at, user_id, video_id])?;
-            let id = tx.last_insert_rowid();
-            tx.commit()?;
-            Ok(Annotation {
-                id,
-                body,
-                at,
-                video_id,
-                user,
-            })
+            // A lock held by another process is waited on only until the deadline.
+            conn.busy_timeout(remaining.min(busy_default))?;
+            let result = (|| {
+                // IMMEDIATE takes the write lock up front, so the checks and the
+                // insert see one consistent state.
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let user = find_user(&tx, user_id)?
+                    .ok_or_else(|| StoreError::NotFound(format!("user {user_id}")))?;
+                let video_exists = tx
+                    .prepare_cached("SELECT 1 FROM videos WHERE id = ?1")?
+                    .query_row([video_id], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if !video_exists {
+                    return Err(StoreError::NotFound(format!("video {video_id}")));
+                }
+                tx.prepare_cached(&format!(
+                    "INSERT INTO annotations (body, at, user_id, video_id, inserted_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, {NOW_UTC}, {NOW_UTC})"
+                ))?
+                .execute(params![body, at, user_id, video_id])?;
+                let id = tx.last_insert_rowid();
+                // Checked before COMMIT: past the deadline the transaction rolls back (drop).
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(deadline_passed());
+                }
+                tx.commit()?;
+                Ok(Annotation {
+                    id,
+                    body,
+                    at,
+                    video_id,
+                    user,
+                })
+            })();
+            let _ = conn.busy_timeout(busy_default);
+            result
+        });
+        // The commit hook runs in a task of its own, so a caller that was cancelled while
+        // the writer thread committed still has its row broadcast.
+        tokio::spawn(async move {
+            let result = written.await;
+            if let Ok(ann) = &result {
+                post.committed(ann);
+            }
+            result
         })
         .await
+        .unwrap_or_else(|e| Err(StoreError::Other(format!("sqlite post task: {e}"))))
     }
 
     async fn ensure_video(&self, id: i64) -> Result<(), StoreError> {
@@ -448,13 +519,13 @@ impl AnnotationStore for SqliteStore {
             if non_empty {
                 return Ok(SeedReport::default());
             }
-            for (id, username, name) in DEMO_USERS {
+            for (id, username, name, hash) in DEMO_USERS {
                 tx.execute(
                     &format!(
-                        "INSERT INTO users (id, username, name, inserted_at, updated_at) \
-                         VALUES (?1, ?2, ?3, {NOW_UTC}, {NOW_UTC})"
+                        "INSERT INTO users (id, username, name, password_hash, inserted_at, updated_at) \
+                         VALUES (?1, ?2, ?3, ?4, {NOW_UTC}, {NOW_UTC})"
                     ),
-                    params![id, username, name],
+                    params![id, username, name, hash],
                 )?;
             }
             let mut report = SeedReport::full();
