@@ -367,24 +367,14 @@ async fn attempt(pool: &Pool, reqs: Vec<InsertReq>) -> Attempt {
             }
             return Attempt::Done;
         }
-        for (r, a) in reqs.iter_mut() {
-            if a.as_ref().is_some_and(|a| late.contains(&a.id)) {
-                *a = None;
-                // Answered below with the deadline error; mark it so.
-                r.post.deadline = now;
-            }
-        }
-        reqs = reqs
+        // The deleted rows' callers get the deadline error; the rest go round again.
+        let (deleted, kept): (Vec<_>, Vec<_>) = reqs
             .into_iter()
-            .filter_map(|(r, a)| {
-                if a.is_none() && r.post.deadline == now {
-                    r.answer(Err(deadline_passed()));
-                    None
-                } else {
-                    Some((r, a))
-                }
-            })
-            .collect();
+            .partition(|(_, a)| a.as_ref().is_some_and(|a| late.contains(&a.id)));
+        for (r, _) in deleted {
+            r.answer(Err(deadline_passed()));
+        }
+        reqs = kept;
     }
     Attempt::Done
 }
