@@ -13,7 +13,9 @@
 //! Async callers send a closure over a channel and await a oneshot reply.
 //! `busy_timeout` bounds how long we wait on locks held by *other* processes
 //! (e.g. a `sqlite3` shell); past it the call fails with
-//! [`StoreError::Unavailable`].
+//! [`StoreError::Unavailable`]. A post lowers it to what is left of its deadline, checks the
+//! deadline again before COMMIT (past it the transaction rolls back), and runs its commit hook
+//! in a task of its own, so a cancelled caller's committed row is still broadcast.
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
