@@ -13,19 +13,21 @@
 //!
 //! Topics are entries of a [`DashMap`], each behind its own short [`Mutex`]: work on one topic
 //! never waits for another, and no lock is held across an await. Everything done under a
-//! topic's lock is O(1) in the topic's size except building a snapshot, which happens at most
-//! once per version and per [`SNAPSHOT_GATHER`].
+//! topic's lock is O(1) in the topic's size (an exit finds its presences through an owner
+//! index, see `state`) except reading a snapshot, which happens at most once per version.
 //!
 //! ## Snapshots
 //!
-//! `list` is what every joiner asks for right after its `track`, so in a join wave each list
-//! sees a new version. Instead of building (and fetching) the whole topic per joiner, a list of
-//! a stale topic waits for the next *build*: the first such list starts a build task that
-//! gathers for [`SNAPSHOT_GATHER`], then reads the state once under the lock (marking its
-//! pending joins as seen, see `state`), decorates it with one `fetch`, and hands the same
-//! `Arc` to every list that asked before the read. A list of an unchanged topic gets the last
-//! snapshot at once. A list that asked after a read waits for the next one, so a joiner's
-//! snapshot always holds its own `track`.
+//! `list` (what `presence_state` carries) hands out an `Arc` of the map read at the topic's
+//! current version: lists of an unchanged topic share it, and nobody copies the topic under
+//! the lock per list. A list of a changed topic reads it anew (O(n), once per version), right
+//! away, so a joiner's state holds its own `track` and is pushed before its join's diff is
+//! due — a delay there would let the diff overtake it.
+//!
+//! With a `fetch`, the read is decorated outside the lock, and reads are *group-committed*:
+//! while one list fetches, the lists that need a newer read wait, and when it is done one of
+//! them reads and fetches for all of them — a join wave costs one `fetch` per round trip, not
+//! one per joiner.
 //!
 //! The tracker only knows channels by id ([`Owner`]): the exit hook is an [`UntrackOnExit`]
 //! guard stored on the channel's socket, dropped when the channel task ends.
@@ -45,11 +47,6 @@ use super::phx_ref::RefGen;
 use super::state::{Diff, Meta, Owner, StateError, TopicPresences};
 use crate::endpoint::Endpoint;
 use crate::pubsub::BroadcastMsg;
-
-/// Longest a `list` of a changed topic waits for the build it shares with other lists (the
-/// window, if shorter). Long enough for a wave's joiners to share builds, short against the
-/// window after which the first diff arrives anyway.
-pub(crate) const SNAPSHOT_GATHER: Duration = Duration::from_millis(10);
 
 /// A built (and decorated) `presence_state` map.
 pub(crate) type Snapshot = Arc<Map<String, Value>>;
@@ -79,7 +76,7 @@ struct TopicEntry {
     current: Option<(u64, Snapshot)>,
     /// The number the next build will get when it reads the state.
     next_build: u64,
-    /// A build task is waiting to read the state (it will get `next_build`).
+    /// A list is fetching (decorating) the last read; lists that need a newer one wait.
     building: bool,
     /// The newest published build, for the lists waiting on it.
     published: watch::Sender<Build>,
@@ -100,6 +97,25 @@ impl TopicEntry {
             building: false,
             published: watch::Sender::new(Build::default()),
             dead: false,
+        }
+    }
+
+    /// Makes build `number` (read at `version`) the current snapshot and wakes the lists
+    /// waiting for it; an older build finishing after a newer one is only handed to its
+    /// own caller.
+    fn publish(&mut self, number: u64, version: u64, snapshot: &Snapshot) {
+        self.published.send_if_modified(|b| {
+            if b.number >= number {
+                return false;
+            }
+            *b = Build {
+                number,
+                snapshot: snapshot.clone(),
+            };
+            true
+        });
+        if self.published.borrow().number == number {
+            self.current = Some((version, snapshot.clone()));
         }
     }
 
@@ -251,53 +267,63 @@ impl Tracker {
         }
     }
 
-    /// The topic's presences, pending changes included, decorated by `fetch`: the current
-    /// snapshot if nothing changed since it was read, else the next build's (module docs).
+    /// The topic's presences, pending changes included, decorated by `fetch`: the snapshot
+    /// of the current version, built now if there is none (module docs).
     pub(crate) async fn list(self: &Arc<Self>, topic: &str) -> Snapshot {
         let Some(shard) = self.shard(topic) else {
             return Snapshot::default();
         };
-        let waiting = {
-            let mut entry = shard.lock();
-            match &entry.current {
-                Some((version, snapshot)) if *version == entry.state.version() => {
-                    return snapshot.clone();
+        let mut wanted = None;
+        loop {
+            let read = {
+                let mut entry = shard.lock();
+                if let Some((version, snapshot)) = &entry.current {
+                    if *version == entry.state.version() {
+                        return snapshot.clone();
+                    }
                 }
-                _ => {}
-            }
-            let wanted = entry.next_build;
-            let mut started = entry.building;
-            if !started {
-                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                // Any build that reads the state from now on holds this caller's changes.
+                let wanted = *wanted.get_or_insert(entry.next_build);
+                let published = entry.published.borrow().clone();
+                if published.number >= wanted {
+                    return published.snapshot;
+                }
+                if entry.building {
+                    Err(entry.published.subscribe())
+                } else {
+                    let number = entry.next_build;
+                    entry.next_build += 1;
+                    entry.state.expose();
+                    let version = entry.state.version();
+                    let entries = entry.state.snapshot();
+                    if self.fetch.is_none() {
+                        let snapshot = Arc::new(entries);
+                        entry.publish(number, version, &snapshot);
+                        return snapshot;
+                    }
                     entry.building = true;
-                    rt.spawn(build(Arc::downgrade(self), shard.clone()));
-                    started = true;
+                    Ok((number, version, entries, entry.topic.clone()))
+                }
+            };
+            match read {
+                Ok((number, version, entries, topic)) => {
+                    let guard = Building(&shard);
+                    let snapshot = Arc::new(self.fetch(&topic, entries).await);
+                    std::mem::forget(guard);
+                    let mut entry = shard.lock();
+                    entry.building = false;
+                    entry.publish(number, version, &snapshot);
+                    return snapshot;
+                }
+                Err(mut rx) => {
+                    // Another list is fetching an older read: wait for it, then build (or
+                    // take the build another waiter made meanwhile).
+                    if rx.changed().await.is_err() {
+                        return Snapshot::default();
+                    }
                 }
             }
-            started.then(|| (entry.published.subscribe(), wanted))
-        };
-        let Some((mut rx, wanted)) = waiting else {
-            return self.build_now(&shard).await;
-        };
-        let got = rx
-            .wait_for(|b| b.number >= wanted)
-            .await
-            .map(|b| b.snapshot.clone());
-        match got {
-            Ok(snapshot) => snapshot,
-            // The entry (and its sender) cannot go while `shard` is held here; still, answer.
-            Err(_) => self.build_now(&shard).await,
         }
-    }
-
-    /// Reads and decorates a snapshot for this caller alone.
-    async fn build_now(&self, shard: &Shard) -> Snapshot {
-        let (topic, entries) = {
-            let mut entry = shard.lock();
-            entry.state.expose();
-            (entry.topic.clone(), entry.state.snapshot())
-        };
-        Arc::new(self.fetch(&topic, entries).await)
     }
 
     /// One key's entry, undecorated; marks the pending joins as seen, as `list` does.
@@ -415,53 +441,24 @@ impl Tracker {
     }
 }
 
+/// Held while a list fetches outside the lock: if that list is dropped mid-fetch (its channel
+/// ended), the waiting lists are woken to build for themselves.
+struct Building<'a>(&'a Shard);
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        let mut entry = self.0.lock();
+        entry.building = false;
+        entry.published.send_modify(|_| {});
+    }
+}
+
 /// `entry["metas"]` as a list.
 fn metas_of(entry: &Value) -> Vec<Value> {
     match entry.get("metas") {
         Some(Value::Array(m)) => m.clone(),
         _ => Vec::new(),
     }
-}
-
-/// The build task of a topic's next snapshot (module docs).
-async fn build(tracker: Weak<Tracker>, shard: Shard) {
-    let gather = match tracker.upgrade() {
-        Some(t) => t.window.min(SNAPSHOT_GATHER),
-        None => Duration::ZERO,
-    };
-    if gather.is_zero() {
-        tokio::task::yield_now().await;
-    } else {
-        tokio::time::sleep(gather).await;
-    }
-    let (number, version, entries, topic) = {
-        let mut entry = shard.lock();
-        entry.building = false;
-        let number = entry.next_build;
-        entry.next_build += 1;
-        entry.state.expose();
-        (
-            number,
-            entry.state.version(),
-            entry.state.snapshot(),
-            entry.topic.clone(),
-        )
-    };
-    let snapshot: Snapshot = match tracker.upgrade() {
-        Some(t) => Arc::new(t.fetch(&topic, entries).await),
-        None => Arc::new(entries),
-    };
-    let mut entry = shard.lock();
-    if entry.current.as_ref().is_none_or(|(v, _)| *v <= version) {
-        entry.current = Some((version, snapshot.clone()));
-    }
-    entry.published.send_if_modified(|b| {
-        if b.number >= number {
-            return false; // a later build was out first; it holds this one's changes too
-        }
-        *b = Build { number, snapshot };
-        true
-    });
 }
 
 async fn flush_loop(tracker: Weak<Tracker>, topic: Arc<str>) {
