@@ -246,8 +246,7 @@ impl Presence {
     /// builds of a short gathering delay (see the tracker), so a joiner may wait a few
     /// milliseconds for its state; it always holds the caller's own `track`.
     pub async fn list(&self, topic: &str) -> Value {
-        let shared = self.list_shared(topic).await;
-        Value::Object(Map::clone(&shared))
+        Value::Object(self.tracker.list_owned(topic).await)
     }
 
     /// [`Presence::list`] without the copy: the shared snapshot itself.

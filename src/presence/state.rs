@@ -25,6 +25,7 @@
 //! a ref no later diff mentions is as the list showed it — which the exposure rule guarantees.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -56,6 +57,51 @@ struct Tracked {
 
 /// Tracking order within a topic: metas of a key are listed in the order they were tracked.
 type Seq = u64;
+
+/// One key's metas by tracking order.
+type KeyMetas = BTreeMap<Seq, Tracked>;
+
+/// key → metas: a persistent map, so reading every presence of a topic is an O(1) clone
+/// (structure shared with the live state, copied on write) and the O(n) rendering of a
+/// `presence_state` happens outside the tracker's lock ([`render`]).
+#[derive(Debug, Clone, Default)]
+pub struct Entries(imbl::HashMap<Arc<str>, Arc<KeyMetas>>);
+
+impl Entries {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no key is present.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Entries {
+    /// Each key with its `{"metas": [...]}`, rendered one at a time (in no particular order).
+    pub fn rendered(&self) -> impl Iterator<Item = (String, Value)> + '_ {
+        self.0
+            .iter()
+            .map(|(key, metas)| (key.to_string(), render_key(metas)))
+    }
+}
+
+/// key → `{"metas": [...]}` for `entries`: what `presence_state` carries.
+pub fn render(entries: &Entries) -> Map<String, Value> {
+    entries.rendered().collect()
+}
+
+fn render_key(metas: &KeyMetas) -> Value {
+    let list: Vec<Value> = metas
+        .values()
+        .map(|t| Value::Object(t.meta.clone()))
+        .collect();
+    let mut entry = Map::new();
+    entry.insert("metas".into(), Value::Array(list));
+    Value::Object(entry)
+}
 
 /// Shrinks `map` once it holds less than a quarter of what it can: a wave of joins grows the
 /// maps to its peak, and without this the leave wave would leave that peak allocated.
@@ -155,7 +201,7 @@ fn push_meta(map: &mut Map<String, Value>, key: &str, meta: Meta) {
 #[derive(Debug, Default)]
 pub struct TopicPresences {
     /// key → its metas by tracking order.
-    by_key: HashMap<String, BTreeMap<Seq, Tracked>>,
+    by_key: Entries,
     /// owner → the keys it tracks here, with the meta's place under the key (never empty).
     owners: HashMap<Owner, Vec<(String, Seq)>>,
     /// Next [`Seq`].
@@ -176,7 +222,7 @@ impl TopicPresences {
 
     /// Whether nobody is tracked here.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_key.0.is_empty()
     }
 
     /// Whether there are changes not yet taken.
@@ -218,13 +264,20 @@ impl TopicPresences {
         self.pending.join(key, &meta, phx_ref);
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_key.entry(key.to_string()).or_default().insert(
-            seq,
-            Tracked {
-                phx_ref: phx_ref.to_string(),
-                meta,
-            },
-        );
+        let tracked = Tracked {
+            phx_ref: phx_ref.to_string(),
+            meta,
+        };
+        match self.by_key.0.get_mut(key) {
+            Some(metas) => {
+                Arc::make_mut(metas).insert(seq, tracked);
+            }
+            None => {
+                self.by_key
+                    .0
+                    .insert(Arc::from(key), Arc::new(BTreeMap::from([(seq, tracked)])));
+            }
+        }
         self.owners
             .entry(owner)
             .or_default()
@@ -247,8 +300,9 @@ impl TopicPresences {
         let seq = self.seq_of(owner, key).ok_or(StateError::NotTracked)?;
         let t = self
             .by_key
+            .0
             .get_mut(key)
-            .and_then(|metas| metas.get_mut(&seq))
+            .and_then(|metas| Arc::make_mut(metas).get_mut(&seq))
             .ok_or(StateError::NotTracked)?;
         meta.insert("phx_ref".into(), Value::String(phx_ref.to_string()));
         meta.insert("phx_ref_prev".into(), Value::String(t.phx_ref.clone()));
@@ -279,15 +333,14 @@ impl TopicPresences {
 
     /// Removes the meta at `seq` under `key` and records its leave.
     fn remove(&mut self, key: &str, seq: Seq) {
-        let Some(metas) = self.by_key.get_mut(key) else {
+        let Some(metas) = self.by_key.0.get_mut(key) else {
             return;
         };
-        let Some(t) = metas.remove(&seq) else {
+        let Some(t) = Arc::make_mut(metas).remove(&seq) else {
             return;
         };
         if metas.is_empty() {
-            self.by_key.remove(key);
-            shrink_map(&mut self.by_key);
+            self.by_key.0.remove(key);
         }
         self.pending.leave(key, t.meta, &t.phx_ref);
         self.len -= 1;
@@ -311,17 +364,17 @@ impl TopicPresences {
     /// `owner`'s meta under `key`, if tracked.
     pub fn get(&self, owner: Owner, key: &str) -> Option<&Meta> {
         let seq = self.seq_of(owner, key)?;
-        self.by_key.get(key)?.get(&seq).map(|t| &t.meta)
+        self.by_key.0.get(key)?.get(&seq).map(|t| &t.meta)
     }
 
     /// `get_by_key`: the metas under `key` as `{"metas": [...]}`, or `None`.
     pub fn get_by_key(&self, key: &str) -> Option<Value> {
-        let metas = self.by_key.get(key)?;
-        let list: Vec<Value> = metas
-            .values()
-            .map(|t| Value::Object(t.meta.clone()))
-            .collect();
-        Some(serde_json::json!({ "metas": list }))
+        self.by_key.0.get(key).map(|metas| render_key(metas))
+    }
+
+    /// Every presence, as a cheap persistent copy (see [`Entries`]); does not mark anything.
+    pub fn entries(&self) -> Entries {
+        self.by_key.clone()
     }
 
     /// `list`: every key → `{"metas": [...]}`, including changes not yet taken. Marks the
@@ -339,17 +392,7 @@ impl TopicPresences {
 
     /// The current presences without marking anything (for inspection and tests).
     pub fn snapshot(&self) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, metas) in &self.by_key {
-            let list: Vec<Value> = metas
-                .values()
-                .map(|t| Value::Object(t.meta.clone()))
-                .collect();
-            let mut entry = Map::new();
-            entry.insert("metas".into(), Value::Array(list));
-            out.insert(key.clone(), Value::Object(entry));
-        }
-        out
+        render(&self.by_key)
     }
 
     /// Takes the changes since the last call as one diff (`None` if nothing is left after

@@ -44,7 +44,7 @@ use tokio::sync::watch;
 
 use super::fetch::Fetch;
 use super::phx_ref::RefGen;
-use super::state::{Diff, Meta, Owner, StateError, TopicPresences};
+use super::state::{Diff, Entries, Meta, Owner, StateError, TopicPresences};
 use crate::endpoint::Endpoint;
 use crate::pubsub::BroadcastMsg;
 
@@ -100,6 +100,27 @@ impl TopicEntry {
         }
     }
 
+    /// The snapshot of the current version, if one was made.
+    fn fresh(&self) -> Option<Snapshot> {
+        match &self.current {
+            Some((version, snapshot)) if *version == self.state.version() => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reads every presence (O(1)) for a client: the pending joins count as seen from now.
+    fn read(&mut self) -> Read {
+        let number = self.next_build;
+        self.next_build += 1;
+        self.state.expose();
+        Read {
+            number,
+            version: self.state.version(),
+            entries: self.state.entries(),
+            topic: self.topic.clone(),
+        }
+    }
+
     /// Makes build `number` (read at `version`) the current snapshot and wakes the lists
     /// waiting for it; an older build finishing after a newer one is only handed to its
     /// own caller.
@@ -127,6 +148,18 @@ impl TopicEntry {
             && !self.building
             && self.guarded.is_empty()
     }
+}
+
+/// A read of a topic's presences, to render outside the lock.
+struct Read {
+    /// Its number among the topic's reads.
+    number: u64,
+    /// The state version read.
+    version: u64,
+    /// What was read.
+    entries: Entries,
+    /// The topic (for `fetch`).
+    topic: Arc<str>,
 }
 
 /// One topic's entry behind its own lock.
@@ -267,8 +300,8 @@ impl Tracker {
         }
     }
 
-    /// The topic's presences, pending changes included, decorated by `fetch`: the snapshot
-    /// of the current version, built now if there is none (module docs).
+    /// The topic's presences, pending changes included, decorated by `fetch`, as a shared
+    /// snapshot: the current version's if there is one, else a new read (module docs).
     pub(crate) async fn list(self: &Arc<Self>, topic: &str) -> Snapshot {
         let Some(shard) = self.shard(topic) else {
             return Snapshot::default();
@@ -277,12 +310,10 @@ impl Tracker {
         loop {
             let read = {
                 let mut entry = shard.lock();
-                if let Some((version, snapshot)) = &entry.current {
-                    if *version == entry.state.version() {
-                        return snapshot.clone();
-                    }
+                if let Some(snapshot) = entry.fresh() {
+                    return snapshot;
                 }
-                // Any build that reads the state from now on holds this caller's changes.
+                // Any read from now on holds this caller's changes.
                 let wanted = *wanted.get_or_insert(entry.next_build);
                 let published = entry.published.borrow().clone();
                 if published.number >= wanted {
@@ -291,38 +322,55 @@ impl Tracker {
                 if entry.building {
                     Err(entry.published.subscribe())
                 } else {
-                    let number = entry.next_build;
-                    entry.next_build += 1;
-                    entry.state.expose();
-                    let version = entry.state.version();
-                    let entries = entry.state.snapshot();
-                    if self.fetch.is_none() {
-                        let snapshot = Arc::new(entries);
-                        entry.publish(number, version, &snapshot);
-                        return snapshot;
-                    }
                     entry.building = true;
-                    Ok((number, version, entries, entry.topic.clone()))
+                    Ok(entry.read())
                 }
             };
             match read {
-                Ok((number, version, entries, topic)) => {
+                Ok(read) => {
                     let guard = Building(&shard);
-                    let snapshot = Arc::new(self.fetch(&topic, entries).await);
+                    let mut map = render_yielding(&read.entries).await;
+                    map = self.fetch(&read.topic, map).await;
+                    let snapshot = Arc::new(map);
                     std::mem::forget(guard);
                     let mut entry = shard.lock();
                     entry.building = false;
-                    entry.publish(number, version, &snapshot);
+                    entry.publish(read.number, read.version, &snapshot);
                     return snapshot;
                 }
                 Err(mut rx) => {
-                    // Another list is fetching an older read: wait for it, then build (or
-                    // take the build another waiter made meanwhile).
+                    // Another list is rendering (or fetching) an older read: wait for it,
+                    // then read (or take the read another waiter made meanwhile).
                     if rx.changed().await.is_err() {
                         return Snapshot::default();
                     }
                 }
             }
+        }
+    }
+
+    /// [`Tracker::list`] as an owned map, for a push (which needs its own copy anyway).
+    /// Without a `fetch` nothing is waited for: the current snapshot is copied, or the state
+    /// read under the lock in O(1) and rendered here, outside it — exactly one O(n) copy per
+    /// call either way.
+    pub(crate) async fn list_owned(self: &Arc<Self>, topic: &str) -> Map<String, Value> {
+        if self.fetch.is_some() {
+            let shared = self.list(topic).await;
+            return Map::clone(&shared);
+        }
+        let Some(shard) = self.shard(topic) else {
+            return Map::new();
+        };
+        let read = {
+            let mut entry = shard.lock();
+            match entry.fresh() {
+                Some(snapshot) => Err(snapshot),
+                None => Ok(entry.read()),
+            }
+        };
+        match read {
+            Err(snapshot) => Map::clone(&snapshot),
+            Ok(read) => render_yielding(&read.entries).await,
         }
     }
 
@@ -451,6 +499,23 @@ impl Drop for Building<'_> {
         entry.building = false;
         entry.published.send_modify(|_| {});
     }
+}
+
+/// Keys rendered between two yields in [`render_yielding`].
+const RENDER_CHUNK: usize = 1024;
+
+/// Renders `entries`, giving the worker thread back every [`RENDER_CHUNK`] keys: a
+/// 20,000-key `presence_state` is ~20 such slices, and a heartbeat due on the same worker
+/// runs between two of them instead of after all.
+async fn render_yielding(entries: &Entries) -> Map<String, Value> {
+    let mut out = Map::new();
+    for (i, (key, value)) in entries.rendered().enumerate() {
+        if i > 0 && i % RENDER_CHUNK == 0 {
+            tokio::task::yield_now().await;
+        }
+        out.insert(key, value);
+    }
+    out
 }
 
 /// `entry["metas"]` as a list.
