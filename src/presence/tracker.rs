@@ -44,7 +44,7 @@ use tokio::sync::watch;
 
 use super::fetch::Fetch;
 use super::phx_ref::RefGen;
-use super::state::{Diff, Entries, Meta, Owner, StateError, TopicPresences};
+use super::state::{render, Diff, Entries, Meta, Owner, StateError, TopicPresences};
 use crate::endpoint::Endpoint;
 use crate::pubsub::BroadcastMsg;
 
@@ -329,7 +329,7 @@ impl Tracker {
             match read {
                 Ok(read) => {
                     let guard = Building(&shard);
-                    let mut map = render_yielding(&read.entries).await;
+                    let mut map = render(&read.entries);
                     map = self.fetch(&read.topic, map).await;
                     let snapshot = Arc::new(map);
                     std::mem::forget(guard);
@@ -370,7 +370,7 @@ impl Tracker {
         };
         match read {
             Err(snapshot) => Map::clone(&snapshot),
-            Ok(read) => render_yielding(&read.entries).await,
+            Ok(read) => render(&read.entries),
         }
     }
 
@@ -499,23 +499,6 @@ impl Drop for Building<'_> {
         entry.building = false;
         entry.published.send_modify(|_| {});
     }
-}
-
-/// Keys rendered between two yields in [`render_yielding`].
-const RENDER_CHUNK: usize = 1024;
-
-/// Renders `entries`, giving the worker thread back every [`RENDER_CHUNK`] keys: a
-/// 20,000-key `presence_state` is ~20 such slices, and a heartbeat due on the same worker
-/// runs between two of them instead of after all.
-async fn render_yielding(entries: &Entries) -> Map<String, Value> {
-    let mut out = Map::new();
-    for (i, (key, value)) in entries.rendered().enumerate() {
-        if i > 0 && i % RENDER_CHUNK == 0 {
-            tokio::task::yield_now().await;
-        }
-        out.insert(key, value);
-    }
-    out
 }
 
 /// `entry["metas"]` as a list.
