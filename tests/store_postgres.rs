@@ -487,3 +487,5 @@ async fn batched_concurrent_inserts() {
     })
     .await;
 }
+
+contract_test!(users_by_ids, 2);
