@@ -242,9 +242,9 @@ impl Presence {
     /// `list(topic)`: key → `{"metas": [...]}` (decorated by `fetch`), everything tracked so
     /// far included — what `presence_state` carries.
     ///
-    /// Lists of an unchanged topic share one snapshot, and the lists of a join wave share the
-    /// builds of a short gathering delay (see the tracker), so a joiner may wait a few
-    /// milliseconds for its state; it always holds the caller's own `track`.
+    /// The topic is read in O(1) under its lock and rendered outside it; with a `fetch`, the
+    /// lists of a join wave share reads and fetches (see the tracker). The result always
+    /// holds the caller's own `track`.
     pub async fn list(&self, topic: &str) -> Value {
         Value::Object(self.tracker.list_owned(topic).await)
     }

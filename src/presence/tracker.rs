@@ -13,21 +13,21 @@
 //!
 //! Topics are entries of a [`DashMap`], each behind its own short [`Mutex`]: work on one topic
 //! never waits for another, and no lock is held across an await. Everything done under a
-//! topic's lock is O(1) in the topic's size (an exit finds its presences through an owner
-//! index, see `state`) except reading a snapshot, which happens at most once per version.
+//! topic's lock is O(1) in the topic's size: an exit finds its presences through an owner
+//! index, and a list reads the topic as a persistent-map clone (see `state`).
 //!
 //! ## Snapshots
 //!
-//! `list` (what `presence_state` carries) hands out an `Arc` of the map read at the topic's
-//! current version: lists of an unchanged topic share it, and nobody copies the topic under
-//! the lock per list. A list of a changed topic reads it anew (O(n), once per version), right
-//! away, so a joiner's state holds its own `track` and is pushed before its join's diff is
-//! due — a delay there would let the diff overtake it.
+//! A list (what `presence_state` carries) takes the map of the topic's current version in
+//! O(1) under the lock, marking its pending joins as seen, and renders it outside the lock —
+//! right away, so a joiner's state holds its own `track` and is pushed before its join's diff
+//! is due. [`Tracker::list`] keeps the rendered map as the version's shared `Arc`: lists of an
+//! unchanged topic get it without any copy. [`Tracker::list_owned`] (what a push needs) makes
+//! exactly one copy per call.
 //!
-//! With a `fetch`, the read is decorated outside the lock, and reads are *group-committed*:
-//! while one list fetches, the lists that need a newer read wait, and when it is done one of
-//! them reads and fetches for all of them — a join wave costs one `fetch` per round trip, not
-//! one per joiner.
+//! With a `fetch`, reads are *group-committed*: while one list renders and fetches, the lists
+//! that need a newer read wait, and when it is done one of them reads and fetches for all of
+//! them — a join wave costs one `fetch` (one query) per round trip, not one per joiner.
 //!
 //! The tracker only knows channels by id ([`Owner`]): the exit hook is an [`UntrackOnExit`]
 //! guard stored on the channel's socket, dropped when the channel task ends.
