@@ -440,3 +440,24 @@ pub async fn body_limit(store: &Store) {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].body.len(), 4000);
 }
+
+/// `users_by_ids`: the known ids among those asked, in one call; unknown ids are absent and
+/// an empty list asks nothing.
+pub async fn users_by_ids(store: &Store) {
+    for id in [11, 12, 13] {
+        store.ensure_user(id).await.expect("user");
+    }
+    let found = store
+        .users_by_ids(&[13, 11, 999_999, 11])
+        .await
+        .expect("users_by_ids");
+    let mut ids: Vec<i64> = found.keys().copied().collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [11, 13]);
+    assert_eq!(found[&13].id, 13);
+    assert_eq!(
+        Some(&found[&11]),
+        store.user(11).await.expect("user").as_ref()
+    );
+    assert!(store.users_by_ids(&[]).await.expect("empty").is_empty());
+}

@@ -645,3 +645,5 @@ async fn cancelled_leader_does_not_fail_committed_callers() {
     })
     .await;
 }
+
+contract_test!(users_by_ids, 2);

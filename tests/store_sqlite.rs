@@ -457,3 +457,9 @@ async fn unopenable_path_is_unavailable() {
     };
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_by_ids() {
+    let (_d, s) = fresh().await;
+    contract::users_by_ids(&s).await;
+}

@@ -2,7 +2,9 @@
 //!
 //! Phoenix calls `fetch(topic, presences)` on every list and on the joins and leaves of every
 //! diff, with a map of key → `%{metas: [...]}`, and sends what it returns — typically the same
-//! map with one more field per entry, loaded for all keys in one query:
+//! map with one more field per entry, loaded for all keys in one query. Here it is called once
+//! per batch with every key of it: once per list read (shared by the lists of a join wave) and
+//! once per diff (joins and leaves together; what it adds beside `metas` goes on both sides):
 //!
 //! ```elixir
 //! def fetch(_topic, presences) do

@@ -66,7 +66,7 @@ mod tracker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub use fetch::{Fetch, Presences};
 pub use state::{Diff, Meta, StateError, TopicPresences};
@@ -241,9 +241,17 @@ impl Presence {
 
     /// `list(topic)`: key → `{"metas": [...]}` (decorated by `fetch`), everything tracked so
     /// far included — what `presence_state` carries.
+    ///
+    /// The topic is read in O(1) under its lock and rendered outside it; with a `fetch`, the
+    /// lists of a join wave share reads and fetches (see the tracker). The result always
+    /// holds the caller's own `track`.
     pub async fn list(&self, topic: &str) -> Value {
-        let entries = self.tracker.list(topic);
-        Value::Object(self.tracker.fetch(topic, entries).await)
+        Value::Object(self.tracker.list_owned(topic).await)
+    }
+
+    /// [`Presence::list`] without the copy: the shared snapshot itself.
+    pub async fn list_shared(&self, topic: &str) -> Arc<Map<String, Value>> {
+        self.tracker.list(topic).await
     }
 
     /// Number of topics with presences or changes not yet sent.

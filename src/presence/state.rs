@@ -24,7 +24,8 @@
 //! are never reused). For each ref, the last diff mentioning it states its current status, and
 //! a ref no later diff mentions is as the list showed it — which the exposure rule guarantees.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -48,12 +49,66 @@ pub enum StateError {
 /// One tracked presence.
 #[derive(Debug, Clone)]
 struct Tracked {
-    /// The channel that tracked it; `untrack_owner` removes all of a channel's presences.
-    owner: Owner,
     /// Its `phx_ref` (also inside `meta`), kept apart to compare without a map lookup.
     phx_ref: String,
     /// The meta as clients see it.
     meta: Meta,
+}
+
+/// Tracking order within a topic: metas of a key are listed in the order they were tracked.
+type Seq = u64;
+
+/// One key's metas by tracking order.
+type KeyMetas = BTreeMap<Seq, Tracked>;
+
+/// key → metas: a persistent map, so reading every presence of a topic is an O(1) clone
+/// (structure shared with the live state, copied on write) and the O(n) rendering of a
+/// `presence_state` happens outside the tracker's lock ([`render`]).
+#[derive(Debug, Clone, Default)]
+pub struct Entries(imbl::HashMap<Arc<str>, Arc<KeyMetas>>);
+
+impl Entries {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no key is present.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Entries {
+    /// Each key with its `{"metas": [...]}`, rendered one at a time (in no particular order).
+    pub fn rendered(&self) -> impl Iterator<Item = (String, Value)> + '_ {
+        self.0
+            .iter()
+            .map(|(key, metas)| (key.to_string(), render_key(metas)))
+    }
+}
+
+/// key → `{"metas": [...]}` for `entries`: what `presence_state` carries.
+pub fn render(entries: &Entries) -> Map<String, Value> {
+    entries.rendered().collect()
+}
+
+fn render_key(metas: &KeyMetas) -> Value {
+    let list: Vec<Value> = metas
+        .values()
+        .map(|t| Value::Object(t.meta.clone()))
+        .collect();
+    let mut entry = Map::new();
+    entry.insert("metas".into(), Value::Array(list));
+    Value::Object(entry)
+}
+
+/// Shrinks `map` once it holds less than a quarter of what it can: a wave of joins grows the
+/// maps to its peak, and without this the leave wave would leave that peak allocated.
+fn shrink_map<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to_fit();
+    }
 }
 
 /// A join waiting in the pending diff.
@@ -94,6 +149,7 @@ impl Pending {
 
     fn leave(&mut self, key: &str, meta: Meta, phx_ref: &str) {
         if let Some(i) = self.join_index.remove(phx_ref) {
+            shrink_map(&mut self.join_index);
             self.joins[i] = None;
             if i >= self.exposed {
                 return; // joined and left within the window, unseen: the two cancel
@@ -138,12 +194,22 @@ fn push_meta(map: &mut Map<String, Value>, key: &str, meta: Meta) {
 }
 
 /// The presences of one topic, and the changes since the last [`TopicPresences::take_diff`].
+///
+/// Every change is O(1) in the number of presences (O(log m) in the m metas of its key, and
+/// O(k) in the k keys its owner holds here, both usually 1): a channel's exit looks up what it
+/// tracked through `owners`, never by scanning the topic.
 #[derive(Debug, Default)]
 pub struct TopicPresences {
-    /// key → its metas, in tracking order.
-    by_key: HashMap<String, Vec<Tracked>>,
-    /// How many presences each owner holds here (0-count owners are removed).
-    owners: HashMap<Owner, usize>,
+    /// key → its metas by tracking order.
+    by_key: Entries,
+    /// owner → the keys it tracks here, with the meta's place under the key (never empty).
+    owners: HashMap<Owner, Vec<(String, Seq)>>,
+    /// Next [`Seq`].
+    next_seq: Seq,
+    /// Number of tracked metas.
+    len: usize,
+    /// Bumped by every change: a list built at this version is still current.
+    version: u64,
     /// The diff not yet published.
     pending: Pending,
 }
@@ -156,7 +222,7 @@ impl TopicPresences {
 
     /// Whether nobody is tracked here.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.by_key.0.is_empty()
     }
 
     /// Whether there are changes not yet taken.
@@ -166,7 +232,21 @@ impl TopicPresences {
 
     /// Number of tracked metas.
     pub fn len(&self) -> usize {
-        self.by_key.values().map(Vec::len).sum()
+        self.len
+    }
+
+    /// Changes so far: equal versions mean equal presences.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// `owner`'s place under `key`, if it tracks it.
+    fn seq_of(&self, owner: Owner, key: &str) -> Option<Seq> {
+        self.owners
+            .get(&owner)?
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|&(_, seq)| seq)
     }
 
     /// `track`: `owner` starts presence `key` with `meta`, whose `phx_ref` becomes `phx_ref`.
@@ -177,18 +257,33 @@ impl TopicPresences {
         mut meta: Meta,
         phx_ref: &str,
     ) -> Result<(), StateError> {
-        let metas = self.by_key.entry(key.to_string()).or_default();
-        if metas.iter().any(|t| t.owner == owner) {
+        if self.seq_of(owner, key).is_some() {
             return Err(StateError::AlreadyTracked);
         }
         meta.insert("phx_ref".into(), Value::String(phx_ref.to_string()));
         self.pending.join(key, &meta, phx_ref);
-        metas.push(Tracked {
-            owner,
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let tracked = Tracked {
             phx_ref: phx_ref.to_string(),
             meta,
-        });
-        *self.owners.entry(owner).or_default() += 1;
+        };
+        match self.by_key.0.get_mut(key) {
+            Some(metas) => {
+                Arc::make_mut(metas).insert(seq, tracked);
+            }
+            None => {
+                self.by_key
+                    .0
+                    .insert(Arc::from(key), Arc::new(BTreeMap::from([(seq, tracked)])));
+            }
+        }
+        self.owners
+            .entry(owner)
+            .or_default()
+            .push((key.to_string(), seq));
+        self.len += 1;
+        self.version += 1;
         Ok(())
     }
 
@@ -202,10 +297,12 @@ impl TopicPresences {
         mut meta: Meta,
         phx_ref: &str,
     ) -> Result<Meta, StateError> {
-        let metas = self.by_key.get_mut(key).ok_or(StateError::NotTracked)?;
-        let t = metas
-            .iter_mut()
-            .find(|t| t.owner == owner)
+        let seq = self.seq_of(owner, key).ok_or(StateError::NotTracked)?;
+        let t = self
+            .by_key
+            .0
+            .get_mut(key)
+            .and_then(|metas| Arc::make_mut(metas).get_mut(&seq))
             .ok_or(StateError::NotTracked)?;
         meta.insert("phx_ref".into(), Value::String(phx_ref.to_string()));
         meta.insert("phx_ref_prev".into(), Value::String(t.phx_ref.clone()));
@@ -213,64 +310,71 @@ impl TopicPresences {
         let old = std::mem::replace(&mut t.meta, meta.clone());
         self.pending.join(key, &meta, phx_ref);
         self.pending.leave(key, old, &old_ref);
+        self.version += 1;
         Ok(meta)
     }
 
     /// `untrack`: `owner` stops presence `key`. False if it did not track it.
     pub fn untrack(&mut self, owner: Owner, key: &str) -> bool {
-        let Some(metas) = self.by_key.get_mut(key) else {
+        let Some(keys) = self.owners.get_mut(&owner) else {
             return false;
         };
-        let Some(i) = metas.iter().position(|t| t.owner == owner) else {
+        let Some(i) = keys.iter().position(|(k, _)| k == key) else {
             return false;
         };
-        let t = metas.remove(i);
-        if metas.is_empty() {
-            self.by_key.remove(key);
+        let (_, seq) = keys.swap_remove(i);
+        if keys.is_empty() {
+            self.owners.remove(&owner);
+            shrink_map(&mut self.owners);
         }
-        self.pending.leave(key, t.meta, &t.phx_ref);
-        if let Some(n) = self.owners.get_mut(&owner) {
-            *n -= 1;
-            if *n == 0 {
-                self.owners.remove(&owner);
-            }
-        }
+        self.remove(key, seq);
         true
     }
 
-    /// Untracks every presence of `owner` (its channel went away); returns how many.
-    pub fn untrack_owner(&mut self, owner: Owner) -> usize {
-        if !self.owners.contains_key(&owner) {
-            return 0;
+    /// Removes the meta at `seq` under `key` and records its leave.
+    fn remove(&mut self, key: &str, seq: Seq) {
+        let Some(metas) = self.by_key.0.get_mut(key) else {
+            return;
+        };
+        let Some(t) = Arc::make_mut(metas).remove(&seq) else {
+            return;
+        };
+        if metas.is_empty() {
+            self.by_key.0.remove(key);
         }
-        let mut keys: Vec<String> = self
-            .by_key
-            .iter()
-            .filter(|(_, metas)| metas.iter().any(|t| t.owner == owner))
-            .map(|(k, _)| k.clone())
-            .collect();
-        // Leaves in tracking order would need more bookkeeping; key order is deterministic.
-        keys.sort_unstable();
-        keys.iter().filter(|k| self.untrack(owner, k)).count()
+        self.pending.leave(key, t.meta, &t.phx_ref);
+        self.len -= 1;
+        self.version += 1;
+    }
+
+    /// Untracks every presence of `owner` (its channel went away), in tracking order; returns
+    /// how many.
+    pub fn untrack_owner(&mut self, owner: Owner) -> usize {
+        let Some(mut keys) = self.owners.remove(&owner) else {
+            return 0;
+        };
+        shrink_map(&mut self.owners);
+        keys.sort_unstable_by_key(|&(_, seq)| seq);
+        for (key, seq) in &keys {
+            self.remove(key, *seq);
+        }
+        keys.len()
     }
 
     /// `owner`'s meta under `key`, if tracked.
     pub fn get(&self, owner: Owner, key: &str) -> Option<&Meta> {
-        self.by_key
-            .get(key)?
-            .iter()
-            .find(|t| t.owner == owner)
-            .map(|t| &t.meta)
+        let seq = self.seq_of(owner, key)?;
+        self.by_key.0.get(key)?.get(&seq).map(|t| &t.meta)
     }
 
     /// `get_by_key`: the metas under `key` as `{"metas": [...]}`, or `None`.
     pub fn get_by_key(&self, key: &str) -> Option<Value> {
-        let metas = self.by_key.get(key)?;
-        let list: Vec<Value> = metas
-            .iter()
-            .map(|t| Value::Object(t.meta.clone()))
-            .collect();
-        Some(serde_json::json!({ "metas": list }))
+        self.by_key.0.get(key).map(|metas| render_key(metas))
+    }
+
+    /// Every presence, as a cheap persistent copy (see [`Entries`]); does not mark anything.
+    pub fn entries(&self) -> Entries {
+        self.by_key.clone()
     }
 
     /// `list`: every key → `{"metas": [...]}`, including changes not yet taken. Marks the
@@ -288,13 +392,7 @@ impl TopicPresences {
 
     /// The current presences without marking anything (for inspection and tests).
     pub fn snapshot(&self) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, metas) in &self.by_key {
-            for t in metas {
-                push_meta(&mut out, key, t.meta.clone());
-            }
-        }
-        out
+        render(&self.by_key)
     }
 
     /// Takes the changes since the last call as one diff (`None` if nothing is left after

@@ -508,8 +508,7 @@ async fn fetch_decorates_lists_and_diffs() {
     tracker
         .track(&endpoint, &topic, 1, "5", Meta::new())
         .expect("track");
-    let list = tracker.list(&topic);
-    let list = tracker.fetch(&topic, list).await;
+    let list = tracker.list(&topic).await;
     assert_eq!(list["5"]["user"], json!({"username": "user5"}));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
@@ -531,4 +530,269 @@ async fn zero_window_sends_a_diff_per_change() {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(seen.lock().len(), 5);
+}
+
+// ------------------------------------------------------------------------------------------------
+// scaling: O(1) exits, shared snapshots, empty topics forgotten, one fetch per batch
+
+#[test]
+fn untrack_touches_only_the_owners_own_metas() {
+    // Owners 0..N on distinct keys plus a shared key; each exit removes exactly its metas,
+    // in tracking order, and leaves every other presence (and its order) as it was.
+    let mut s = TopicPresences::new();
+    for i in 0..1000u64 {
+        s.track(i, &format!("k{i}"), Meta::new(), &format!("R{i}"))
+            .expect("track");
+        s.track(i, "shared", Meta::new(), &format!("S{i}"))
+            .expect("track");
+    }
+    s.take_diff();
+    assert_eq!(s.len(), 2000);
+    let v = s.version();
+    assert_eq!(s.untrack_owner(500), 2);
+    assert_eq!(s.version(), v + 2, "one version per meta removed");
+    assert_eq!(s.untrack_owner(500), 0, "nothing left to remove");
+    assert!(!s.untrack(500, "shared"));
+    assert_eq!(s.len(), 1998);
+    let diff = s.take_diff().expect("diff");
+    assert_eq!(refs(&diff.leaves, "k500"), ["R500"]);
+    assert_eq!(refs(&diff.leaves, "shared"), ["S500"]);
+    let snap = s.snapshot();
+    assert!(!snap.contains_key("k500"));
+    let shared = refs(&snap, "shared");
+    assert_eq!(shared.len(), 999);
+    assert_eq!(shared[499], "S499");
+    assert_eq!(shared[500], "S501", "tracking order kept around the hole");
+    // update and get still find a meta after others under its key left
+    s.update(501, "shared", meta(json!({"v": 2})), "S501b")
+        .expect("update");
+    assert_eq!(
+        s.get(501, "shared").map(|m| m["phx_ref"].clone()),
+        Some(json!("S501b"))
+    );
+    for i in (0..1000u64).filter(|&i| i != 500) {
+        assert_eq!(s.untrack_owner(i), 2);
+    }
+    assert!(s.is_empty());
+    assert_eq!(s.len(), 0);
+}
+
+#[test]
+fn unchanged_state_keeps_its_version() {
+    let mut s = TopicPresences::new();
+    let v0 = s.version();
+    assert!(!s.untrack(1, "nobody"));
+    assert_eq!(s.untrack_owner(1), 0);
+    assert!(s.track(1, "a", Meta::new(), "R1").is_ok());
+    assert!(s.track(1, "a", Meta::new(), "R2").is_err());
+    assert_eq!(s.version(), v0 + 1, "refused changes change nothing");
+    s.list();
+    s.take_diff();
+    assert_eq!(s.version(), v0 + 1, "reading and flushing change nothing");
+}
+
+#[tokio::test(start_paused = true)]
+async fn lists_of_an_unchanged_topic_share_one_snapshot() {
+    let topic: Arc<str> = "presence:snap".into();
+    let (endpoint, _seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    for i in 0..3u64 {
+        tracker
+            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .expect("track");
+    }
+    let a = tracker.list(&topic).await;
+    let b = tracker.list(&topic).await;
+    assert!(Arc::ptr_eq(&a, &b), "same version, same snapshot");
+    assert_eq!(a.len(), 3);
+    tracker
+        .track(&endpoint, &topic, 9, "9", Meta::new())
+        .expect("track");
+    let c = tracker.list(&topic).await;
+    assert!(!Arc::ptr_eq(&a, &c), "a change makes a new one");
+    assert_eq!(c.len(), 4);
+    assert_eq!(a.len(), 3, "a snapshot handed out never changes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wave_of_joiners_shares_fetches_and_each_sees_itself() {
+    let topic: Arc<str> = "presence:shared".into();
+    let (endpoint, _seen) = endpoint_recording(&topic);
+    let calls = Arc::new(Mutex::new(0usize));
+    let counter = calls.clone();
+    let fetch = Fetch::new(move |_topic, entries: Map<String, Value>| {
+        *counter.lock() += 1;
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await; // a database round trip
+            entries
+        }
+    });
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), Some(fetch)));
+    // 100 joiners, each tracking then listing, all in the same instant: the first fetches its
+    // read; the 99 that tracked meanwhile share the next read and its one fetch.
+    let mut joiners = Vec::new();
+    for i in 0..100u64 {
+        let tracker = tracker.clone();
+        let endpoint = endpoint.clone();
+        let topic = topic.clone();
+        joiners.push(tokio::spawn(async move {
+            tracker
+                .track(&endpoint, &topic, i, &format!("u{i}"), Meta::new())
+                .expect("track");
+            let list = tracker.list(&topic).await;
+            assert!(
+                list.contains_key(&format!("u{i}")),
+                "joiner {i} sees itself"
+            );
+            list
+        }));
+    }
+    let mut lists = Vec::new();
+    for j in joiners {
+        lists.push(j.await.expect("joiner"));
+    }
+    assert_eq!(lists[0].len(), 1, "the first read was of the first join");
+    assert!(
+        lists[1..].iter().all(|l| Arc::ptr_eq(l, &lists[1])),
+        "one snapshot for the rest of the wave"
+    );
+    assert_eq!(lists[1].len(), 100);
+    assert_eq!(*calls.lock(), 2, "two reads, two fetches");
+
+    // A joiner arriving after that build gets a newer one that holds it.
+    tracker
+        .track(&endpoint, &topic, 500, "late", Meta::new())
+        .expect("track");
+    let late = tracker.list(&topic).await;
+    assert!(late.contains_key("late"));
+    assert_eq!(late.len(), 101);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_exposes_joins_so_their_leaves_go_out() {
+    // The snapshot path must keep the state rule: a join shown in a list is not cancelled.
+    let topic: Arc<str> = "presence:expose".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    let t = tracker
+        .track(&endpoint, &topic, 1, "a", Meta::new())
+        .expect("track");
+    let list = tracker.list(&topic).await; // within the window: the join is pending
+    assert_eq!(refs(&list, "a"), std::slice::from_ref(&t.phx_ref));
+    drop(UntrackOnExit {
+        tracker: Arc::downgrade(&tracker),
+        topic: topic.clone(),
+        owner: 1,
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let diffs = seen.lock().clone();
+    assert_eq!(diffs.len(), 1, "{diffs:?}");
+    assert_eq!(
+        diffs[0]["leaves"]["a"]["metas"][0]["phx_ref"],
+        json!(t.phx_ref)
+    );
+    assert_eq!(tracker.topic_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_emptied_topic_is_forgotten_and_a_new_track_starts_afresh() {
+    let topic: Arc<str> = "presence:gone".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(20), None));
+    for i in 0..2000u64 {
+        tracker
+            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .expect("track");
+    }
+    assert_eq!(tracker.list(&topic).await.len(), 2000);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for i in 0..2000u64 {
+        drop(UntrackOnExit {
+            tracker: Arc::downgrade(&tracker),
+            topic: topic.clone(),
+            owner: i,
+        });
+    }
+    assert_eq!(tracker.topic_count(), 1, "the leaves are still to be sent");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(tracker.topic_count(), 0, "empty and flushed: removed");
+    assert!(tracker.list(&topic).await.is_empty());
+    let left: usize = seen
+        .lock()
+        .iter()
+        .map(|d| d["leaves"].as_object().map_or(0, Map::len))
+        .sum();
+    assert_eq!(left, 2000);
+    // the topic comes back as new
+    tracker
+        .track(&endpoint, &topic, 9000, "back", Meta::new())
+        .expect("track");
+    let list = tracker.list(&topic).await;
+    assert_eq!(list.keys().collect::<Vec<_>>(), ["back"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fetch_is_called_once_per_diff_with_every_key() {
+    let topic: Arc<str> = "presence:batch".into();
+    let (endpoint, seen) = endpoint_recording(&topic);
+    let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let log = batches.clone();
+    let fetch = Fetch::new(move |_topic, mut entries: Map<String, Value>| {
+        log.lock().push(entries.keys().cloned().collect());
+        for (key, entry) in entries.iter_mut() {
+            if let Some(e) = entry.as_object_mut() {
+                e.insert("user".into(), json!(format!("user-{key}")));
+            }
+        }
+        async move { entries }
+    });
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), Some(fetch)));
+    tracker
+        .track(&endpoint, &topic, 1, "stay", Meta::new())
+        .expect("track");
+    tracker
+        .track(&endpoint, &topic, 2, "both", Meta::new())
+        .expect("track");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(batches.lock().len(), 1, "first diff: one call");
+    batches.lock().clear();
+
+    // Next window: a join, a leave, and an update (join + leave of one key).
+    for i in 0..50u64 {
+        tracker
+            .track(&endpoint, &topic, 100 + i, &format!("n{i}"), Meta::new())
+            .expect("track");
+    }
+    tracker
+        .update(&topic, 2, "both", meta(json!({"v": 2})))
+        .expect("update");
+    drop(UntrackOnExit {
+        tracker: Arc::downgrade(&tracker),
+        topic: topic.clone(),
+        owner: 1,
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let calls = batches.lock().clone();
+    assert_eq!(calls.len(), 1, "one fetch for the whole diff: {calls:?}");
+    let mut keys = calls[0].clone();
+    keys.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("n{i}")).collect();
+    want.extend(["both".to_string(), "stay".to_string()]);
+    want.sort();
+    assert_eq!(keys, want);
+    let diffs = seen.lock().clone();
+    let d = diffs.last().expect("second diff");
+    assert_eq!(d["joins"]["n7"]["user"], json!("user-n7"));
+    assert_eq!(d["leaves"]["stay"]["user"], json!("user-stay"));
+    assert_eq!(d["joins"]["both"]["user"], json!("user-both"));
+    assert_eq!(d["leaves"]["both"]["user"], json!("user-both"));
+    assert_eq!(
+        refs(d["joins"].as_object().expect("joins"), "both").len(),
+        1
+    );
+    assert_eq!(
+        refs(d["leaves"].as_object().expect("leaves"), "both").len(),
+        1
+    );
+    assert_eq!(d["joins"]["both"]["metas"][0]["v"], json!(2));
 }

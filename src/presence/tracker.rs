@@ -1,5 +1,6 @@
-//! The local tracker: every topic's [`TopicPresences`], and one flush task per topic with
-//! changes, which publishes them as a coalesced `presence_diff` at most once per window.
+//! The local tracker: every topic's [`TopicPresences`], one flush task per topic with changes
+//! (a coalesced `presence_diff` at most once per window), and one shared `presence_state`
+//! snapshot per topic version.
 //!
 //! A change (track, update, untrack, a channel exiting) lands in the topic's pending diff and,
 //! if no flush task is running for the topic, starts one. The task sleeps for the window,
@@ -8,25 +9,61 @@
 //! sends one diff per window whatever the rate of joins, and a lone join is seen one window
 //! later. Diffs of a topic are published by that one task, in order.
 //!
+//! ## Locks
+//!
+//! Topics are entries of a [`DashMap`], each behind its own short [`Mutex`]: work on one topic
+//! never waits for another, and no lock is held across an await. Everything done under a
+//! topic's lock is O(1) in the topic's size: an exit finds its presences through an owner
+//! index, and a list reads the topic as a persistent-map clone (see `state`).
+//!
+//! ## Snapshots
+//!
+//! A list (what `presence_state` carries) takes the map of the topic's current version in
+//! O(1) under the lock, marking its pending joins as seen, and renders it outside the lock —
+//! right away, so a joiner's state holds its own `track` and is pushed before its join's diff
+//! is due. [`Tracker::list`] keeps the rendered map as the version's shared `Arc`: lists of an
+//! unchanged topic get it without any copy. [`Tracker::list_owned`] (what a push needs) makes
+//! exactly one copy per call.
+//!
+//! With a `fetch`, reads are *group-committed*: while one list renders and fetches, the lists
+//! that need a newer read wait, and when it is done one of them reads and fetches for all of
+//! them — a join wave costs one `fetch` (one query) per round trip, not one per joiner.
+//!
 //! The tracker only knows channels by id ([`Owner`]): the exit hook is an [`UntrackOnExit`]
 //! guard stored on the channel's socket, dropped when the channel task ends.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use parking_lot::Mutex;
 use phx_protocol::Payload;
 use serde_json::{Map, Value};
+use tokio::sync::watch;
 
 use super::fetch::Fetch;
 use super::phx_ref::RefGen;
-use super::state::{Diff, Meta, Owner, StateError, TopicPresences};
+use super::state::{render, Diff, Entries, Meta, Owner, StateError, TopicPresences};
 use crate::endpoint::Endpoint;
 use crate::pubsub::BroadcastMsg;
 
-/// One topic's presences and its flushing state.
+/// A built (and decorated) `presence_state` map.
+pub(crate) type Snapshot = Arc<Map<String, Value>>;
+
+/// A published build: its number and the snapshot.
+#[derive(Clone, Default)]
+struct Build {
+    /// Builds are numbered from 1 in the order they read the state (0: none yet).
+    number: u64,
+    /// What it read.
+    snapshot: Snapshot,
+}
+
+/// One topic's presences and its flushing and snapshot state.
 struct TopicEntry {
+    /// The topic (what `fetch` is told).
+    topic: Arc<str>,
     /// The presences and the pending diff.
     state: TopicPresences,
     /// Where diffs are broadcast (the endpoint of the channels that track here).
@@ -35,22 +72,103 @@ struct TopicEntry {
     flushing: bool,
     /// Channels whose exit guard is out; the entry stays while any is.
     guarded: HashSet<Owner>,
+    /// The last snapshot read and the state version it was read at.
+    current: Option<(u64, Snapshot)>,
+    /// The number the next build will get when it reads the state.
+    next_build: u64,
+    /// A list is fetching (decorating) the last read; lists that need a newer one wait.
+    building: bool,
+    /// The newest published build, for the lists waiting on it.
+    published: watch::Sender<Build>,
+    /// Removed from the map: a `track` that finds this retries with a fresh entry.
+    dead: bool,
 }
 
 impl TopicEntry {
-    /// Nothing tracked, pending, flushing or guarded: the entry can go.
+    fn new(topic: &Arc<str>, endpoint: &Endpoint) -> Self {
+        TopicEntry {
+            topic: topic.clone(),
+            state: TopicPresences::new(),
+            endpoint: endpoint.clone(),
+            flushing: false,
+            guarded: HashSet::new(),
+            current: None,
+            next_build: 1,
+            building: false,
+            published: watch::Sender::new(Build::default()),
+            dead: false,
+        }
+    }
+
+    /// The snapshot of the current version, if one was made.
+    fn fresh(&self) -> Option<Snapshot> {
+        match &self.current {
+            Some((version, snapshot)) if *version == self.state.version() => Some(snapshot.clone()),
+            _ => None,
+        }
+    }
+
+    /// Reads every presence (O(1)) for a client: the pending joins count as seen from now.
+    fn read(&mut self) -> Read {
+        let number = self.next_build;
+        self.next_build += 1;
+        self.state.expose();
+        Read {
+            number,
+            version: self.state.version(),
+            entries: self.state.entries(),
+            topic: self.topic.clone(),
+        }
+    }
+
+    /// Makes build `number` (read at `version`) the current snapshot and wakes the lists
+    /// waiting for it; an older build finishing after a newer one is only handed to its
+    /// own caller.
+    fn publish(&mut self, number: u64, version: u64, snapshot: &Snapshot) {
+        self.published.send_if_modified(|b| {
+            if b.number >= number {
+                return false;
+            }
+            *b = Build {
+                number,
+                snapshot: snapshot.clone(),
+            };
+            true
+        });
+        if self.published.borrow().number == number {
+            self.current = Some((version, snapshot.clone()));
+        }
+    }
+
+    /// Nothing tracked, pending, flushing, building or guarded: the entry can go.
     fn idle(&self) -> bool {
         self.state.is_empty()
             && !self.state.has_pending()
             && !self.flushing
+            && !self.building
             && self.guarded.is_empty()
     }
 }
 
+/// A read of a topic's presences, to render outside the lock.
+struct Read {
+    /// Its number among the topic's reads.
+    number: u64,
+    /// The state version read.
+    version: u64,
+    /// What was read.
+    entries: Entries,
+    /// The topic (for `fetch`).
+    topic: Arc<str>,
+}
+
+/// One topic's entry behind its own lock.
+type Shard = Arc<Mutex<TopicEntry>>;
+
 /// The tracker behind a [`super::Presence`].
 pub(crate) struct Tracker {
-    /// topic → entry. One lock: every operation under it is short and never awaits.
-    topics: Mutex<HashMap<Arc<str>, TopicEntry>>,
+    /// topic → entry.
+    topics: DashMap<Arc<str>, Shard>,
     /// How long changes accumulate before a diff goes out.
     window: Duration,
     /// Decorates entries (Phoenix's `fetch/2`).
@@ -70,7 +188,7 @@ pub(crate) struct Tracked {
 impl Tracker {
     pub(crate) fn new(window: Duration, fetch: Option<Fetch>) -> Self {
         Tracker {
-            topics: Mutex::new(HashMap::new()),
+            topics: DashMap::new(),
             window,
             fetch,
             refs: RefGen::default(),
@@ -79,6 +197,11 @@ impl Tracker {
 
     pub(crate) fn window(&self) -> Duration {
         self.window
+    }
+
+    /// The topic's entry, if any (the map's own lock is released on return).
+    fn shard(&self, topic: &str) -> Option<Shard> {
+        self.topics.get(topic).map(|e| e.value().clone())
     }
 
     pub(crate) fn track(
@@ -90,20 +213,25 @@ impl Tracker {
         meta: Meta,
     ) -> Result<Tracked, StateError> {
         let phx_ref = self.refs.next(owner);
-        let mut topics = self.topics.lock();
-        let entry = topics.entry(topic.clone()).or_insert_with(|| TopicEntry {
-            state: TopicPresences::new(),
-            endpoint: endpoint.clone(),
-            flushing: false,
-            guarded: HashSet::new(),
-        });
-        entry.state.track(owner, key, meta, &phx_ref)?;
-        let first_for_owner = entry.guarded.insert(owner);
-        self.schedule(topic, entry);
-        Ok(Tracked {
-            phx_ref,
-            first_for_owner,
-        })
+        loop {
+            let shard = self
+                .topics
+                .entry(topic.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(TopicEntry::new(topic, endpoint))))
+                .value()
+                .clone();
+            let mut entry = shard.lock();
+            if entry.dead {
+                continue; // removed between the lookup and the lock: take the new one
+            }
+            entry.state.track(owner, key, meta, &phx_ref)?;
+            let first_for_owner = entry.guarded.insert(owner);
+            self.schedule(topic, &mut entry);
+            return Ok(Tracked {
+                phx_ref,
+                first_for_owner,
+            });
+        }
     }
 
     pub(crate) fn update(
@@ -114,61 +242,152 @@ impl Tracker {
         meta: Meta,
     ) -> Result<String, StateError> {
         let phx_ref = self.refs.next(owner);
-        let mut topics = self.topics.lock();
-        let entry = topics.get_mut(topic).ok_or(StateError::NotTracked)?;
+        let shard = self.shard(topic).ok_or(StateError::NotTracked)?;
+        let mut entry = shard.lock();
         entry.state.update(owner, key, meta, &phx_ref)?;
-        self.schedule(topic, entry);
+        self.schedule(topic, &mut entry);
         Ok(phx_ref)
     }
 
     pub(crate) fn untrack(self: &Arc<Self>, topic: &Arc<str>, owner: Owner, key: &str) -> bool {
-        let mut topics = self.topics.lock();
-        let Some(entry) = topics.get_mut(topic) else {
+        let Some(shard) = self.shard(topic) else {
             return false;
         };
+        let mut entry = shard.lock();
         let done = entry.state.untrack(owner, key);
-        self.schedule(topic, entry);
+        self.schedule(topic, &mut entry);
         done
     }
 
     /// The channel `owner` is gone: untracks all it tracked here and forgets its guard.
     pub(crate) fn owner_exited(self: &Arc<Self>, topic: &Arc<str>, owner: Owner) -> usize {
-        let mut topics = self.topics.lock();
-        let Some(entry) = topics.get_mut(topic) else {
+        let Some(shard) = self.shard(topic) else {
             return 0;
         };
-        let n = entry.state.untrack_owner(owner);
-        entry.guarded.remove(&owner);
-        self.schedule(topic, entry);
-        if entry.idle() {
-            topics.remove(topic);
+        let (n, idle) = {
+            let mut entry = shard.lock();
+            let n = entry.state.untrack_owner(owner);
+            entry.guarded.remove(&owner);
+            if entry.guarded.capacity() > 64 && entry.guarded.len() < entry.guarded.capacity() / 4 {
+                entry.guarded.shrink_to_fit();
+            }
+            self.schedule(topic, &mut entry);
+            (n, entry.idle())
+        };
+        if idle {
+            self.remove_if_idle(topic);
         }
         n
     }
 
-    /// The topic's presences, pending changes included, undecorated; marks the pending joins
-    /// as seen (see `state`), since the caller is about to show them to a client.
-    pub(crate) fn list(&self, topic: &str) -> Map<String, Value> {
-        self.topics
-            .lock()
-            .get_mut(topic)
-            .map(|e| e.state.list())
-            .unwrap_or_default()
+    /// Forgets the topic if its entry is (still) idle, and gives back the map's spare room.
+    fn remove_if_idle(&self, topic: &str) {
+        // Lock order: map, then entry. Nobody takes the map's lock while holding an entry's.
+        let removed = self
+            .topics
+            .remove_if(topic, |_, shard| {
+                let mut entry = shard.lock();
+                let idle = entry.idle();
+                entry.dead = idle;
+                idle
+            })
+            .is_some();
+        if removed
+            && self.topics.capacity() > 1024
+            && self.topics.len() < self.topics.capacity() / 4
+        {
+            self.topics.shrink_to_fit();
+        }
+    }
+
+    /// The topic's presences, pending changes included, decorated by `fetch`, as a shared
+    /// snapshot: the current version's if there is one, else a new read (module docs).
+    pub(crate) async fn list(self: &Arc<Self>, topic: &str) -> Snapshot {
+        let Some(shard) = self.shard(topic) else {
+            return Snapshot::default();
+        };
+        let mut wanted = None;
+        loop {
+            let read = {
+                let mut entry = shard.lock();
+                if let Some(snapshot) = entry.fresh() {
+                    return snapshot;
+                }
+                // Any read from now on holds this caller's changes.
+                let wanted = *wanted.get_or_insert(entry.next_build);
+                let published = entry.published.borrow().clone();
+                if published.number >= wanted {
+                    return published.snapshot;
+                }
+                if entry.building {
+                    Err(entry.published.subscribe())
+                } else {
+                    entry.building = true;
+                    Ok(entry.read())
+                }
+            };
+            match read {
+                Ok(read) => {
+                    let guard = Building(&shard);
+                    let mut map = render(&read.entries);
+                    map = self.fetch(&read.topic, map).await;
+                    let snapshot = Arc::new(map);
+                    std::mem::forget(guard);
+                    let mut entry = shard.lock();
+                    entry.building = false;
+                    entry.publish(read.number, read.version, &snapshot);
+                    return snapshot;
+                }
+                Err(mut rx) => {
+                    // Another list is rendering (or fetching) an older read: wait for it,
+                    // then read (or take the read another waiter made meanwhile).
+                    if rx.changed().await.is_err() {
+                        return Snapshot::default();
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`Tracker::list`] as an owned map, for a push (which needs its own copy anyway).
+    /// Without a `fetch` nothing is waited for: the current snapshot is copied, or the state
+    /// read under the lock in O(1) and rendered here, outside it — exactly one O(n) copy per
+    /// call either way.
+    pub(crate) async fn list_owned(self: &Arc<Self>, topic: &str) -> Map<String, Value> {
+        if self.fetch.is_some() {
+            let shared = self.list(topic).await;
+            return Map::clone(&shared);
+        }
+        let Some(shard) = self.shard(topic) else {
+            return Map::new();
+        };
+        let read = {
+            let mut entry = shard.lock();
+            match entry.fresh() {
+                Some(snapshot) => Err(snapshot),
+                None => Ok(entry.read()),
+            }
+        };
+        match read {
+            Err(snapshot) => Map::clone(&snapshot),
+            Ok(read) => render(&read.entries),
+        }
     }
 
     /// One key's entry, undecorated; marks the pending joins as seen, as `list` does.
     pub(crate) fn get_by_key(&self, topic: &str, key: &str) -> Option<Value> {
-        let mut topics = self.topics.lock();
-        let entry = topics.get_mut(topic)?;
+        let shard = self.shard(topic)?;
+        let mut entry = shard.lock();
         entry.state.expose();
         entry.state.get_by_key(key)
     }
 
     /// Number of topics with presences or pending work (for tests and metrics).
     pub(crate) fn topic_count(&self) -> usize {
-        self.topics.lock().len()
+        self.topics.len()
     }
 
+    /// Decorates `entries` with one `fetch` call (none for an empty batch).
     pub(crate) async fn fetch(
         &self,
         topic: &str,
@@ -177,6 +396,65 @@ impl Tracker {
         match &self.fetch {
             Some(f) if !entries.is_empty() => f.call(topic, entries).await,
             _ => entries,
+        }
+    }
+
+    /// Decorates a diff with one `fetch` over all its keys: joins and leaves of a key are
+    /// passed as one entry (their metas together), and what `fetch` adds beside `metas` goes
+    /// on both sides.
+    async fn fetch_diff(&self, topic: &str, diff: Diff) -> Diff {
+        let Some(f) = &self.fetch else {
+            return diff;
+        };
+        if diff.is_empty() {
+            return diff;
+        }
+        let Diff { joins, leaves } = diff;
+        let mut batch = joins.clone();
+        for (key, left) in &leaves {
+            match batch.get_mut(key) {
+                Some(joined) => {
+                    let extra = metas_of(left);
+                    if let Some(Value::Array(metas)) = joined.get_mut("metas") {
+                        metas.extend(extra);
+                    }
+                }
+                None => {
+                    batch.insert(key.clone(), left.clone());
+                }
+            }
+        }
+        let mut fetched = f.call(topic, batch).await;
+        let decorate = |side: Map<String, Value>,
+                        other: &Map<String, Value>,
+                        fetched: &mut Map<String, Value>| {
+            let mut out = Map::new();
+            for (key, entry) in side {
+                let decorated = if other.contains_key(&key) {
+                    // Both sides: keep this side's metas, copy the other fields.
+                    let mut e = entry;
+                    if let (Some(Value::Object(from)), Value::Object(into)) =
+                        (fetched.get(&key), &mut e)
+                    {
+                        for (field, v) in from {
+                            if field != "metas" {
+                                into.insert(field.clone(), v.clone());
+                            }
+                        }
+                    }
+                    e
+                } else {
+                    fetched.remove(&key).unwrap_or(entry)
+                };
+                out.insert(key, decorated);
+            }
+            out
+        };
+        let new_joins = decorate(joins, &leaves, &mut fetched);
+        let new_leaves = decorate(leaves, &new_joins, &mut fetched);
+        Diff {
+            joins: new_joins,
+            leaves: new_leaves,
         }
     }
 
@@ -195,18 +473,39 @@ impl Tracker {
 
     /// Takes the topic's pending diff; `None` ends the flush task (and forgets an empty topic).
     fn take(&self, topic: &str) -> Option<(Diff, Endpoint)> {
-        let mut topics = self.topics.lock();
-        let entry = topics.get_mut(topic)?;
-        match entry.state.take_diff() {
-            Some(diff) => Some((diff, entry.endpoint.clone())),
-            None => {
-                entry.flushing = false;
-                if entry.idle() {
-                    topics.remove(topic);
-                }
-                None
+        let shard = self.shard(topic)?;
+        let idle = {
+            let mut entry = shard.lock();
+            if let Some(diff) = entry.state.take_diff() {
+                return Some((diff, entry.endpoint.clone()));
             }
+            entry.flushing = false;
+            entry.idle()
+        };
+        if idle {
+            self.remove_if_idle(topic);
         }
+        None
+    }
+}
+
+/// Held while a list fetches outside the lock: if that list is dropped mid-fetch (its channel
+/// ended), the waiting lists are woken to build for themselves.
+struct Building<'a>(&'a Shard);
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        let mut entry = self.0.lock();
+        entry.building = false;
+        entry.published.send_modify(|_| {});
+    }
+}
+
+/// `entry["metas"]` as a list.
+fn metas_of(entry: &Value) -> Vec<Value> {
+    match entry.get("metas") {
+        Some(Value::Array(m)) => m.clone(),
+        _ => Vec::new(),
     }
 }
 
@@ -227,9 +526,7 @@ async fn flush_loop(tracker: Weak<Tracker>, topic: Arc<str>) {
         let Some((diff, endpoint)) = tracker.take(&topic) else {
             return;
         };
-        let joins = tracker.fetch(&topic, diff.joins).await;
-        let leaves = tracker.fetch(&topic, diff.leaves).await;
-        let payload = Diff { joins, leaves }.into_payload();
+        let payload = tracker.fetch_diff(&topic, diff).await.into_payload();
         endpoint.pubsub().broadcast(BroadcastMsg {
             topic: topic.clone(),
             event: "presence_diff".into(),

@@ -157,23 +157,27 @@ pub fn presence(store: Arc<dyn AnnotationStore>) -> Presence {
         .build()
 }
 
+/// One `users_by_ids` query for the whole batch (a list or a diff), as the book's
+/// `Accounts.list_users_with_ids/1`.
 async fn fetch_users(
     store: Arc<dyn AnnotationStore>,
     topic: String,
     mut entries: Presences,
 ) -> Presences {
+    let ids: Vec<i64> = entries.keys().filter_map(|k| k.parse().ok()).collect();
+    let users = match db(store.users_by_ids(&ids)).await {
+        Ok(users) => users,
+        Err(e) => {
+            tracing::warn!(%topic, "presence fetch: {e}");
+            Default::default()
+        }
+    };
     for (key, entry) in entries.iter_mut() {
-        let user = match key.parse::<i64>() {
-            Ok(id) => match db(store.user(id)).await {
-                Ok(Some(u)) => json!({ "username": u.username }),
-                Ok(None) => Value::Null,
-                Err(e) => {
-                    tracing::warn!(%topic, "presence fetch: {e}");
-                    Value::Null
-                }
-            },
-            Err(_) => Value::Null,
-        };
+        let user = key
+            .parse::<i64>()
+            .ok()
+            .and_then(|id| users.get(&id))
+            .map_or(Value::Null, |u| json!({ "username": u.username }));
         if let Some(entry) = entry.as_object_mut() {
             entry.insert("user".into(), user);
         }

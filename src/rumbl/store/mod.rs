@@ -204,6 +204,22 @@ pub trait AnnotationStore: Send + Sync + 'static {
     /// Stops accepting calls and releases connections/threads. Later calls
     /// fail with [`StoreError::Unavailable`]. Idempotent.
     async fn close(&self);
+
+    /// The users among `ids`, by id (unknown ids are absent) — one query, for
+    /// presence `fetch`, which decorates a whole list or diff at once. The
+    /// default asks [`AnnotationStore::user`] per id; the backends override it.
+    async fn users_by_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, User>, StoreError> {
+        let mut found = std::collections::HashMap::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(u) = self.user(id).await? {
+                found.insert(id, u);
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// How long a post may take, counted from its arrival: well inside phoenix.js's 10 s push

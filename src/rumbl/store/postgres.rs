@@ -488,4 +488,22 @@ impl AnnotationStore for PostgresStore {
     async fn close(&self) {
         self.pool.close();
     }
+
+    async fn users_by_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let client = self.client().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ANY($1::bigint[])");
+        let stmt = client.prepare_cached(&sql).await?;
+        client
+            .query(&stmt, &[&ids])
+            .await?
+            .iter()
+            .map(|r| user_from_row(r, 0).map(|u| (u.id, u)))
+            .collect()
+    }
 }

@@ -609,4 +609,26 @@ impl AnnotationStore for SqliteStore {
             tracing::error!(error = %e, "joining sqlite workers failed");
         }
     }
+
+    async fn users_by_ids(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, User>, StoreError> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        // One statement over a JSON array of the ids (no parameter limit, one prepared plan).
+        let list = serde_json::to_string(ids).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.run(Lane::Reader, move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id IN (SELECT value FROM json_each(?1))"
+            ))?;
+            let rows = stmt
+                .query_map([list], |r| user_from_row(r, 0))?
+                .map(|u| u.map(|u| (u.id, u)))
+                .collect::<rusqlite::Result<std::collections::HashMap<_, _>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
 }
