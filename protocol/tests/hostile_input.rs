@@ -257,3 +257,35 @@ fn etf_atoms_longer_than_255_characters_are_refused_as_the_vm_does() {
     latin1.extend(std::iter::repeat_n(0xe9, 256));
     assert_eq!(etf::decode(&latin1), Err(EtfError::InvalidAtom));
 }
+
+/// Fuzzer find (frame_v2_json): serde_json's default float parser is not correctly rounded, so
+/// `19E66` decoded one ULP off (as 1.8999999999999998e67, which itself decoded as 1.9e67) and the payload the server relays was not the
+/// number the client sent. Jason parses exactly; so must we (serde_json `float_roundtrip`).
+#[test]
+fn floats_in_payloads_decode_exactly_and_re_encode_to_the_same_digits() {
+    for (text, exact) in [
+        ("1.8999999999999998e67", 1.899_999_999_999_999_8e67_f64),
+        ("1.9e67", 1.9e67),
+        // The fuzzer's input: 19E66 came out as 1.8999999999999998e67.
+        ("19E66", 1.9e67),
+        ("2.2250738585072014e-308", 2.225_073_858_507_201_4e-308),
+        ("0.30000000000000004", 0.300_000_000_000_000_04),
+    ] {
+        let frame = format!("[\"3\",\"4\",\"t\",\"e\",{{\"a\":{text}}}]");
+        let msg = Serializer::V2.decode(FrameRef::Text(&frame)).unwrap();
+        let phx_protocol::Payload::Json(payload) = &msg.payload else {
+            panic!("not JSON")
+        };
+        assert_eq!(payload["a"].as_f64(), Some(exact), "{text}");
+        let out = Serializer::V2.encode_client(&msg).unwrap();
+        let phx_protocol::Frame::Text(bytes) = out else {
+            panic!("not text")
+        };
+        let again = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(
+            Serializer::V2.decode(FrameRef::Text(again)).unwrap(),
+            msg,
+            "{again}"
+        );
+    }
+}
