@@ -1,18 +1,24 @@
 //! Hostile input to every decoder: frames and terms in, a typed error out, no panic, no stack
 //! overflow, no allocation for what a length merely claims.
 //!
-//! Each decoder runs on a thread with a small stack (256 KiB), so a regression to unbounded
-//! recursion overflows here instead of passing on the test harness's large default stack.
+//! Each decoder runs on a thread with a small stack, so a regression to unbounded recursion
+//! overflows here instead of passing on the test harness's large default stack: 256 KiB for the
+//! iterative ETF decoder; 1 MiB for JSON, because serde_json does recurse, up to its 128-level
+//! limit, and a debug build with the workspace's features spends a few KiB per level (the
+//! server's tokio workers have 2 MiB; 100,000 levels unbounded would need hundreds of MiB).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use phx_protocol::etf::{self, DecodeLimits, EtfError, Term};
 use phx_protocol::limits::{check_client_message, MAX_FIELD_BYTES};
 use phx_protocol::{DecodeError, FrameRef, Serializer};
 
-/// Runs `f` on a 256 KiB stack and returns its answer.
-fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+const ETF_STACK: usize = 256 * 1024;
+const JSON_STACK: usize = 1024 * 1024;
+
+/// Runs `f` on a `stack`-byte stack and returns its answer.
+fn small_stack<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new()
-        .stack_size(256 * 1024)
+        .stack_size(stack)
         .spawn(f)
         .expect("spawn")
         .join()
@@ -55,7 +61,7 @@ fn json_frames_nested_100_000_deep_are_malformed_on_every_text_decoder() {
             (Serializer::V2, format!("[{nested},\"1\",\"t\",\"e\",{{}}]")),
         ];
         for (ser, frame) in frames {
-            let answer = small_stack(move || {
+            let answer = small_stack(JSON_STACK, move || {
                 (
                     ser.decode(FrameRef::Text(&frame)),
                     ser.decode_server(FrameRef::Text(&frame)).err(),
@@ -148,7 +154,7 @@ fn etf_nested_100_000_deep_is_too_deep() {
     map.extend_from_slice(&[97, 1]);
     for bytes in [list, tuple, map] {
         assert_eq!(
-            small_stack(move || etf::decode(&bytes)),
+            small_stack(ETF_STACK, move || etf::decode(&bytes)),
             Err(EtfError::TooDeep)
         );
     }
@@ -162,7 +168,7 @@ fn etf_nesting_at_the_depth_limit_decodes() {
         bytes.extend_from_slice(&[104, 1]);
     }
     bytes.extend_from_slice(&[97, 7]);
-    let term = small_stack(move || etf::decode(&bytes)).expect("decodes");
+    let term = small_stack(ETF_STACK, move || etf::decode(&bytes)).expect("decodes");
     let mut t = &term;
     for _ in 0..limits.max_depth {
         let Term::Tuple(items) = t else {
