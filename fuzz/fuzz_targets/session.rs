@@ -121,8 +121,10 @@ async fn run(data: &[u8]) {
             break;
         }
     }
+    // Close as a transport does, then let every channel and timer (presence batching) finish,
+    // so nothing is left for the runtime's teardown to cut short.
     drop(session);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
 }
 
 fuzz_target!(|data: &[u8]| {

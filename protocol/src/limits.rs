@@ -1,4 +1,10 @@
-//! Limits on decoded client messages (provisional; the parsers package owns this file).
+//! Limits on decoded client messages.
+//!
+//! Every client frame, whatever its transport (WebSocket, LongPoll POST) and serializer (V1
+//! JSON, V2 JSON, V2 binary), is decoded in one place, the session's `handle_frame`, which
+//! calls [`check_client_message`] on the result; a V2 binary frame's one-byte lengths keep its
+//! fields under the limit already, and the check runs on it all the same. Nesting is bounded
+//! by the decoders themselves (serde_json's 128-level recursion limit).
 
 use serde_json::Value;
 

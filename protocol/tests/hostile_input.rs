@@ -1,20 +1,24 @@
 //! Hostile input to every decoder: frames and terms in, a typed error out, no panic, no stack
 //! overflow, no allocation for what a length merely claims.
 //!
-//! Each decoder runs on a thread with half the stack of a tokio worker (1 MiB of its 2 MiB), so
-//! a regression to unbounded recursion overflows here instead of passing on a large stack,
-//! while serde_json's own bounded recursion (128 levels) fits with room to spare even in a
-//! debug build whose frames are larger (256 KiB overflowed with the workspace's features).
+//! Each decoder runs on a thread with a small stack, so a regression to unbounded recursion
+//! overflows here instead of passing on the test harness's large default stack: 256 KiB for the
+//! iterative ETF decoder; 1 MiB for JSON, because serde_json does recurse, up to its 128-level
+//! limit, and a debug build with the workspace's features spends a few KiB per level (the
+//! server's tokio workers have 2 MiB; 100,000 levels unbounded would need hundreds of MiB).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use phx_protocol::etf::{self, DecodeLimits, EtfError, Term};
 use phx_protocol::limits::{check_client_message, MAX_FIELD_BYTES};
 use phx_protocol::{DecodeError, FrameRef, Serializer};
 
-/// Runs `f` on a 1 MiB stack and returns its answer.
-fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+const ETF_STACK: usize = 256 * 1024;
+const JSON_STACK: usize = 1024 * 1024;
+
+/// Runs `f` on a `stack`-byte stack and returns its answer.
+fn small_stack<T: Send + 'static>(stack: usize, f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::Builder::new()
-        .stack_size(1024 * 1024)
+        .stack_size(stack)
         .spawn(f)
         .expect("spawn")
         .join()
@@ -57,7 +61,7 @@ fn json_frames_nested_100_000_deep_are_malformed_on_every_text_decoder() {
             (Serializer::V2, format!("[{nested},\"1\",\"t\",\"e\",{{}}]")),
         ];
         for (ser, frame) in frames {
-            let answer = small_stack(move || {
+            let answer = small_stack(JSON_STACK, move || {
                 (
                     ser.decode(FrameRef::Text(&frame)),
                     ser.decode_server(FrameRef::Text(&frame)).err(),
@@ -150,7 +154,7 @@ fn etf_nested_100_000_deep_is_too_deep() {
     map.extend_from_slice(&[97, 1]);
     for bytes in [list, tuple, map] {
         assert_eq!(
-            small_stack(move || etf::decode(&bytes)),
+            small_stack(ETF_STACK, move || etf::decode(&bytes)),
             Err(EtfError::TooDeep)
         );
     }
@@ -164,7 +168,7 @@ fn etf_nesting_at_the_depth_limit_decodes() {
         bytes.extend_from_slice(&[104, 1]);
     }
     bytes.extend_from_slice(&[97, 7]);
-    let term = small_stack(move || etf::decode(&bytes)).expect("decodes");
+    let term = small_stack(ETF_STACK, move || etf::decode(&bytes)).expect("decodes");
     let mut t = &term;
     for _ in 0..limits.max_depth {
         let Term::Tuple(items) = t else {
@@ -258,4 +262,36 @@ fn etf_atoms_longer_than_255_characters_are_refused_as_the_vm_does() {
     let mut latin1 = vec![131, 100, 0x01, 0x00];
     latin1.extend(std::iter::repeat_n(0xe9, 256));
     assert_eq!(etf::decode(&latin1), Err(EtfError::InvalidAtom));
+}
+
+/// Fuzzer find (frame_v2_json): serde_json's default float parser is not correctly rounded, so
+/// `19E66` decoded one ULP off (as 1.8999999999999998e67, which itself decoded as 1.9e67) and the payload the server relays was not the
+/// number the client sent. Jason parses exactly; so must we (serde_json `float_roundtrip`).
+#[test]
+fn floats_in_payloads_decode_exactly_and_re_encode_to_the_same_digits() {
+    for (text, exact) in [
+        ("1.8999999999999998e67", 1.899_999_999_999_999_8e67_f64),
+        ("1.9e67", 1.9e67),
+        // The fuzzer's input: 19E66 came out as 1.8999999999999998e67.
+        ("19E66", 1.9e67),
+        ("2.2250738585072014e-308", 2.225_073_858_507_201_4e-308),
+        ("0.30000000000000004", 0.300_000_000_000_000_04),
+    ] {
+        let frame = format!("[\"3\",\"4\",\"t\",\"e\",{{\"a\":{text}}}]");
+        let msg = Serializer::V2.decode(FrameRef::Text(&frame)).unwrap();
+        let phx_protocol::Payload::Json(payload) = &msg.payload else {
+            panic!("not JSON")
+        };
+        assert_eq!(payload["a"].as_f64(), Some(exact), "{text}");
+        let out = Serializer::V2.encode_client(&msg).unwrap();
+        let phx_protocol::Frame::Text(bytes) = out else {
+            panic!("not text")
+        };
+        let again = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(
+            Serializer::V2.decode(FrameRef::Text(again)).unwrap(),
+            msg,
+            "{again}"
+        );
+    }
 }
