@@ -1,6 +1,13 @@
 //! The `phx-server` command: `serve`, `serve --fixture`, `migrate`, `token`.
 
 use clap::{Parser, Subcommand};
+
+/// jemalloc, not glibc's malloc: after a wave of sockets leaves (each had buffers of a big
+/// `presence_state`), glibc kept the freed memory in its arenas and RSS stayed near the peak;
+/// jemalloc's decay returns it to the OS within seconds.
+#[cfg(all(unix, not(target_env = "musl")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use phx_protocol::etf::Term;
 use phx_server::rumbl::{app, assets, store, user_socket};
 use phx_server::{http, Config, Endpoint};

@@ -28,6 +28,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use phx_protocol::FrameRef;
@@ -35,6 +36,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
@@ -406,6 +409,46 @@ async fn close_and_linger(mut ws: Ws, code: CloseCode) {
     tokio::time::sleep_until(deadline).await;
 }
 
+/// Messages longer than this go out as one frame of this size plus continuation frames.
+///
+/// tungstenite formats every frame whole into the connection's write buffer, and that buffer
+/// keeps its largest size for the life of the connection. Unfragmented, every socket of a big
+/// Presence topic would keep a buffer the size of the largest `presence_state` it was ever sent
+/// (N sockets × N entries: gigabytes for a wave of a few thousand). In fragments, the buffer
+/// never holds more than the batch threshold plus one fragment. Every RFC 6455 client (browsers,
+/// `ws`, the phoenix client on either) hands the application the reassembled message, so what
+/// the client sees is byte for byte the same message.
+pub const FRAGMENT_BYTES: usize = 16 * 1024;
+
+/// Feeds one outbound message: whole when it is small, else flushed fragment by fragment.
+async fn feed_message(ws: &mut Ws, frame: OutFrame) -> Result<(), WsError> {
+    let (data, opcode, len) = match frame {
+        OutFrame::Text(t) if t.len() <= FRAGMENT_BYTES => return ws.feed(WsMessage::Text(t)).await,
+        OutFrame::Binary(b) if b.len() <= FRAGMENT_BYTES => {
+            return ws.feed(WsMessage::Binary(b)).await
+        }
+        OutFrame::Text(t) => {
+            let b = Bytes::from(t);
+            let len = b.len();
+            (b, Data::Text, len)
+        }
+        OutFrame::Binary(b) => {
+            let len = b.len();
+            (b, Data::Binary, len)
+        }
+    };
+    let mut start = 0;
+    while start < len {
+        let end = (start + FRAGMENT_BYTES).min(len);
+        let op = if start == 0 { opcode } else { Data::Continue };
+        let piece = WsFrame::message(data.slice(start..end), OpCode::Data(op), end == len);
+        // `send` flushes: the write buffer holds one fragment at a time.
+        ws.send(WsMessage::Frame(piece)).await?;
+        start = end;
+    }
+    Ok(())
+}
+
 /// Writes a batch unless the socket is killed (overflow) or the client stops reading for
 /// `timeout`.
 async fn write_with_deadline(
@@ -435,11 +478,7 @@ async fn write_batch(
     for item in batch {
         match item {
             Outgoing::Frame(f) => {
-                let msg = match f {
-                    OutFrame::Text(t) => WsMessage::Text(t),
-                    OutFrame::Binary(b) => WsMessage::Binary(b),
-                };
-                if ws.feed(msg).await.is_err() {
+                if feed_message(ws, f).await.is_err() {
                     return Flow::Dead;
                 }
                 wrote = true;

@@ -106,9 +106,18 @@ export class WireSocket {
       if (b.length < p + len) break;
       const payload = b.subarray(p, p + len);
       if (op === OP_TEXT || op === OP_BINARY || op === 0) {
-        this.frames++;
+        // A message may come in fragments (a first frame, continuations, FIN on the last):
+        // `frames` counts messages, as a WebSocket API delivers them.
+        const fin = (b[0] & 0x80) !== 0;
+        if (op !== 0) this._msgOp = op;
         this.bytesIn += len;
-        if (op === OP_TEXT && this.keep === "text") this.texts.push(payload.toString("utf8"));
+        const keep = this._msgOp === OP_TEXT && this.keep === "text";
+        if (keep) (this._pieces ??= []).push(Buffer.from(payload));
+        if (fin) {
+          this.frames++;
+          if (keep) this.texts.push(Buffer.concat(this._pieces).toString("utf8"));
+          this._pieces = null;
+        }
       } else if (op === OP_CLOSE) {
         this.closeFrame = {
           code: len >= 2 ? payload.readUInt16BE(0) : 1005,
