@@ -84,11 +84,10 @@ fn client_text(text: &str) -> Vec<u8> {
 
 async fn handshake(server: &Server) -> TcpStream {
     let mut s = TcpStream::connect(server.addr).await.expect("connect");
-    let req = format!(
+    let req =
         "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
-    );
+         Sec-WebSocket-Version: 13\r\n\r\n";
     s.write_all(req.as_bytes()).await.expect("write");
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
