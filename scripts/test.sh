@@ -7,7 +7,9 @@
 #   4. Black-box conformance suite against `phx-server serve --fixture`, driven by the
 #      unmodified phoenix npm client and raw frames (WebSocket, LongPoll, Rumbl videos:*)
 #                                                    compat-tests/run.sh
-#   5. The Rumbl watch page in headless Chromium (Debian's chromium, installed if missing)
+#   5. Hostile-input suite: every limit of README "Limits and failure behaviour", each case with a
+#      bystander socket, RSS and log checks              compat-tests/hostile/run.sh
+#   6. The Rumbl watch page in headless Chromium (Debian's chromium, installed if missing)
 #                                                    compat-tests/browser/run.sh
 #
 # Stops at the first failing stage and exits non-zero.
@@ -43,6 +45,9 @@ stage "compat-tests: conformance suite (phoenix npm client + raw frames)"
 # The fixture's videos:* store: a temp SQLite file (the Rust tests cover Postgres on throwaway
 # databases; this keeps the admin database clean).
 env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/run.sh
+
+stage "compat-tests: hostile-input suite (raw sockets + raw HTTP; README Limits table)"
+env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/hostile/run.sh
 
 stage "browser: watch page in headless Chromium (playwright-core)"
 env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/browser/run.sh

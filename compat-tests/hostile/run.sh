@@ -23,6 +23,17 @@ for tool in node npm curl setsid; do
   command -v "$tool" >/dev/null || { echo "hostile/run.sh: $tool is required" >&2; exit 2; }
 done
 
+# The busy-channel case holds a SQLite lock with the sqlite3 shell: Debian's, installed when
+# missing (as scripts/browser-deps.sh installs Chromium).
+if ! command -v sqlite3 >/dev/null; then
+  command -v apt-get >/dev/null || { echo "hostile/run.sh: sqlite3 is missing and apt-get is not available" >&2; exit 2; }
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "hostile/run.sh: installing sqlite3 from Debian"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends sqlite3 >/dev/null ||
+    { echo "hostile/run.sh: could not install sqlite3" >&2; exit 2; }
+fi
+
 BIN="${PHX_SERVER_BIN:-target/debug/phx-server}"
 case "$BIN" in /*) ;; *) BIN="$REPO/$BIN" ;; esac
 [ -x "$BIN" ] || { echo "hostile/run.sh: server binary not found: $BIN (cargo build first)" >&2; exit 2; }
