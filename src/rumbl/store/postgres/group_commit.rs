@@ -210,6 +210,18 @@ async fn run_batch(pool: Pool, batch: Vec<InsertReq>) {
 }
 
 /// Maps a refused single-row statement to what its caller is told.
+/// A statement's error before COMMIT: refused by the database (the caller retries row by row)
+/// or a lost connection (every request fails). Nothing was committed either way.
+fn refused_or_failed(e: tokio_postgres::Error, reqs: Vec<InsertReq>) -> Attempt {
+    let refused = e.as_db_error().is_some();
+    let e = refused_error(e, &reqs);
+    if refused {
+        return Attempt::Refused(reqs, e);
+    }
+    fail_all(reqs, &e);
+    Attempt::Done
+}
+
 fn refused_error(e: tokio_postgres::Error, reqs: &[InsertReq]) -> StoreError {
     if reqs.len() == 1 && e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
     {
@@ -269,14 +281,8 @@ async fn attempt(pool: &Pool, reqs: Vec<InsertReq>) -> Attempt {
         }
         Ok(Err(e)) => {
             // prepare failed
-            let refused = e.as_db_error().is_some();
             discard(client);
-            let e = refused_error(e, &reqs);
-            if refused {
-                return Attempt::Refused(reqs, e);
-            }
-            fail_all(reqs, &e);
-            return Attempt::Done;
+            return refused_or_failed(e, reqs);
         }
         Ok(Ok((Err(e), _))) => {
             discard(client);
@@ -284,14 +290,8 @@ async fn attempt(pool: &Pool, reqs: Vec<InsertReq>) -> Attempt {
             return Attempt::Done;
         }
         Ok(Ok((Ok(()), Err(e)))) => {
-            let refused = e.as_db_error().is_some();
             discard(client);
-            let e = refused_error(e, &reqs);
-            if refused {
-                return Attempt::Refused(reqs, e);
-            }
-            fail_all(reqs, &e);
-            return Attempt::Done;
+            return refused_or_failed(e, reqs);
         }
         Ok(Ok((Ok(()), Ok(rows)))) => rows,
     };
