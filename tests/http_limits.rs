@@ -3,6 +3,8 @@
 //! shutdown with half-open connections. Timeouts are configured small (300 ms); the waits
 //! below are only there to turn a missing answer into a failure instead of a hang.
 
+mod common_http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -10,6 +12,8 @@ use phx_server::http::connections::REFUSAL;
 use phx_server::{fixture, http, Config, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use common_http::{parse_head, Resp};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -70,40 +74,13 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// Reads one response (head + content-length body) from a keep-alive connection.
 async fn read_response(stream: &mut TcpStream) -> Resp {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let mut lines = head.split("\r\n");
-            let status_line = lines.next().unwrap_or_default();
-            let status = status_line
-                .split(' ')
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect();
+            let (status, headers) = parse_head(&String::from_utf8_lossy(&buf[..end]));
             let len: usize = headers
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))

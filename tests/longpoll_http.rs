@@ -1,6 +1,8 @@
 //! LongPoll over real HTTP on 127.0.0.1:0 (spec §7, §13 cases 35–39) with a tiny HTTP/1.1
 //! client on a TcpStream: exact response bytes for the protocol answers, then the bounds.
 
+mod common_http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -9,6 +11,8 @@ use phx_server::{fixture, http, Config, Endpoint, Payload, Router};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use common_http::{parse_head, Resp};
 use tokio::time::Instant;
 
 // ------------------------------------------------------------------------------------------------
@@ -59,21 +63,14 @@ async fn start() -> Server {
     start_with(|_| {}).await
 }
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
+/// What these tests read off a LongPoll answer.
+trait LongPollResp {
+    fn json(&self) -> Value;
+    fn token(&self) -> String;
+    fn expect(&self, body: &str);
 }
 
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
+impl LongPollResp for Resp {
     fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
@@ -129,17 +126,7 @@ async fn request(
         .expect("read");
     let text = String::from_utf8(raw).expect("utf-8 response");
     let (head, body) = text.split_once("\r\n\r\n").expect("header end");
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().expect("status line");
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status code");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let (status, headers) = parse_head(head);
     Resp {
         status,
         headers,
