@@ -143,7 +143,10 @@ export async function watchAs(browser, baseUrl, username, { socketOptions, onPag
   const r = await page.goto(`${baseUrl}/watch/2-elixir`);
   assert.equal(r.status(), 200);
   assert.match(page.url(), /\/login\?next=%2Fwatch%2F2-elixir$/, "not logged in → the login page");
-  await page.selectOption("#username", username);
+  // `serve` with a DATABASE_URL checks passwords; the seeded users' password is the one the
+  // README gives (src/rumbl/store/seed.rs DEMO_PASSWORD).
+  await page.fill("#username", username);
+  await page.fill("#password", "phoenix");
   await Promise.all([page.waitForURL(`${baseUrl}/watch/2-elixir`), page.click("button[type=submit]")]);
   assert.equal(await page.textContent(".current-user"), username);
   await page.waitForFunction(
