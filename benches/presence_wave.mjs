@@ -24,8 +24,8 @@
 // processes — one process may hold at most ~20,000 files — and the source addresses
 // 127.0.0.2..127.0.0.(1+ADDRS) (default 4). Beside them, in this process: an observer
 // socket with the official Presence on the same topic (the wave is over when it lists all
-// N + 1 keys, and the leave wave when it is back to 1), and a bystander socket that sends a
-// heartbeat every HB_MS (default 50) and records how long each reply takes. The server's
+// N + 1 keys, and the leave wave when it is back to 1); in a process of its own, a bystander
+// socket that sends a heartbeat every HB_MS (default 50) and records how long each reply takes. The server's
 // RSS is sampled every 100 ms (needs PHX_SERVER_BIN, or PHX_PID with PHX_URL). Phases: join
 // wave (all connects and joins), full house (2 s), leave wave (every wave socket destroyed),
 // then SETTLE_S (default 15) for the RSS "after". One JSON line on stdout.
@@ -43,6 +43,7 @@ const { Presence } = require("phoenix");
 
 const RAW = process.argv[2] === "--raw";
 const CHILD = process.argv[2] === "--child";
+const BYSTANDER = process.argv[2] === "--bystander";
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
 const NS = sizes.length ? sizes : [100, 300, 1000];
 const WINDOW_MS = Number(process.env.WINDOW_S || 8) * 1000;
@@ -271,6 +272,40 @@ function waveSocket(port, localAddress, topic, name, stats) {
   });
 }
 
+/** Bystander process: a heartbeat every HB_MS, each reply's latency tagged with the phase
+ * the parent last announced; on "report", the samples and the count never answered. */
+async function bystanderMain() {
+  const hbMs = Number(process.env.HB_MS || 50);
+  const hb = { idle: [], join: [], full: [], leave: [], settle: [] };
+  let phase = "idle";
+  const sock = new WebSocket(process.env.BYSTANDER_URL, { perMessageDeflate: false });
+  await new Promise((r, j) => (sock.once("open", r), sock.once("error", j)));
+  const sent = new Map();
+  let ref = 0;
+  sock.on("message", (data) => {
+    const [, r, topic, event] = JSON.parse(data.toString());
+    if (topic === "phoenix" && event === "phx_reply" && sent.has(r)) {
+      const { at, ph } = sent.get(r);
+      sent.delete(r);
+      hb[ph].push(performance.now() - at);
+    }
+  });
+  const timer = setInterval(() => {
+    const r = String(++ref);
+    sent.set(r, { at: performance.now(), ph: phase });
+    sock.send(JSON.stringify([null, r, "phoenix", "heartbeat", {}]));
+  }, hbMs);
+  process.on("message", async (m) => {
+    if (m?.phase) phase = m.phase;
+    if (m === "report") {
+      clearInterval(timer);
+      await sleep(hbMs * 4);
+      process.send({ hb, missed: sent.size });
+    }
+  });
+  process.send("ready");
+}
+
 /** Child: opens COUNT wave sockets, reports, destroys them all on "leave". */
 async function childMain() {
   const port = Number(process.env.WAVE_PORT);
@@ -339,27 +374,14 @@ async function rawWave(baseUrl, pid, n) {
     if (r !== null) rss.peak = Math.max(rss.peak, r);
   }, 100);
 
-  // bystander: heartbeats on its own socket, phase-tagged latencies
-  let phase = "idle";
-  const hb = { idle: [], join: [], full: [], leave: [], settle: [] };
-  const bystander = new WebSocket(`${wsUrl}/socket/websocket?vsn=2.0.0`, { perMessageDeflate: false });
-  await new Promise((r, j) => (bystander.once("open", r), bystander.once("error", j)));
-  const sent = new Map();
-  let hbRef = 0;
-  let missed = 0;
-  bystander.on("message", (data) => {
-    const [, ref, topic_, event] = JSON.parse(data.toString());
-    if (topic_ === "phoenix" && event === "phx_reply" && sent.has(ref)) {
-      const { at, ph } = sent.get(ref);
-      sent.delete(ref);
-      hb[ph].push(performance.now() - at);
-    }
+  // bystander: heartbeats on its own socket, in its own process (the observer's syncDiff of a
+  // 20,000-key state would otherwise delay this event loop and be counted as server latency)
+  const bystander = fork(fileURLToPath(import.meta.url), ["--bystander"], {
+    env: { ...process.env, BYSTANDER_URL: `${wsUrl}/socket/websocket?vsn=2.0.0`, HB_MS: String(hbMs) },
   });
-  const hbTimer = setInterval(() => {
-    const ref = String(++hbRef);
-    sent.set(ref, { at: performance.now(), ph: phase });
-    bystander.send(JSON.stringify([null, ref, "phoenix", "heartbeat", {}]));
-  }, hbMs);
+  const bystanderReport = new Promise((r) => bystander.on("message", (m) => m.hb && r(m)));
+  await new Promise((r) => bystander.once("message", (m) => m === "ready" && r()));
+  const setPhase = (ph) => bystander.send({ phase: ph });
 
   // observer: the official Presence on the wave's topic
   let observed = Object.create(null);
@@ -389,6 +411,7 @@ async function rawWave(baseUrl, pid, n) {
     return true;
   };
   await untilKeys(1, 10000);
+  setPhase("idle");
   await sleep(1000); // idle heartbeats
   rss.before = rssOf(pid);
 
@@ -405,7 +428,7 @@ async function rawWave(baseUrl, pid, n) {
     kids.push(kid);
   }
   const sum = (k) => kidStats.reduce((a, s) => a + (s?.[k] ?? 0), 0);
-  phase = "join";
+  setPhase("join");
   const t0 = performance.now();
   rss.peak = rss.before;
   // Over when the observer lists everyone — or when the server closed some wave sockets
@@ -426,27 +449,26 @@ async function rawWave(baseUrl, pid, n) {
   while (sum("stated") < n && performance.now() - tState < 60000) await sleep(20);
   const statesMs = performance.now() - t0;
   const rssFull = rssOf(pid);
-  phase = "full";
+  setPhase("full");
   await sleep(2000);
   const bytesIn = sum("bytes");
   const stated = sum("stated");
   const errors = sum("errors") + sum("refused");
   const closedEarly = sum("closed");
-  phase = "leave";
+  setPhase("leave");
   const t1 = performance.now();
   for (const k of kids) k.send("leave");
   const leftOk = await untilKeys(1, Number(process.env.WAVE_LIMIT_S || 600) * 1000);
   const leaveMs = performance.now() - t1;
   const rssPeak = rss.peak;
-  phase = "settle";
+  setPhase("settle");
   for (const k of kids) k.send("exit");
   await sleep(settleS * 1000);
   const rssAfter = rssOf(pid);
-  clearInterval(hbTimer);
   clearInterval(sampler);
-  await sleep(hbMs * 4);
-  missed = sent.size;
-  bystander.terminate();
+  bystander.send("report");
+  const { hb, missed } = await bystanderReport;
+  bystander.kill();
   observer.terminate();
   return {
     mode: "raw",
@@ -475,6 +497,8 @@ const MiB = 1024 * 1024;
 
 if (CHILD) {
   await childMain();
+} else if (BYSTANDER) {
+  await bystanderMain();
 } else if (RAW) {
   for (const n of NS) {
     let server = null;

@@ -251,8 +251,9 @@ impl Channel for PresenceChannel {
         if let Ok(AfterJoin { name }) = msg.downcast::<AfterJoin>() {
             self.presence
                 .track(socket, &self.key, json!({ "name": name }))?;
-            let list = self.presence.list(socket.topic()).await;
-            socket.push("presence_state", list)?;
+            // One encode per read of the topic, shared by every joiner it serves.
+            let state = self.presence.list_shared(socket.topic()).await;
+            socket.push_encoded("presence_state", state.encoded());
         }
         Ok(HandleResult::NoReply)
     }

@@ -19,7 +19,8 @@
 //! larger JSON integers arrive as floats. Jason would keep them exact. This is the one known
 //! difference, and it only affects integers beyond ±1.8e19 that a client sent.
 
-use serde_json::{Number, Value};
+use bytes::Bytes;
+use serde_json::{Map, Number, Value};
 
 /// What each byte turns into inside a JSON string: 0 = itself, `u` = `\u00XX`, any other byte
 /// `c` = `\c`. A table keeps the hot loop to one load and one branch per byte.
@@ -78,21 +79,92 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
             }
             out.push(b']');
         }
-        Value::Object(map) => {
-            out.push(b'{');
-            let mut first = true;
-            for (k, v) in map {
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                write_str(out, k);
-                out.push(b':');
-                write_value(out, v);
-            }
-            out.push(b'}');
+        Value::Object(map) => write_map(out, map),
+    }
+}
+
+/// A JSON object encoded once, to be copied into many frames.
+///
+/// Why: some payloads go to many sockets unchanged but cannot be broadcast, because each copy
+/// is a push with its receiver's `join_ref` — a topic's `presence_state` during a join wave is
+/// the example. Encoding such a payload per receiver costs O(size) of work each time; this
+/// holds the encoded bytes so a frame costs one copy. It can only be made from a map, so the
+/// bytes are always one well-formed JSON object written by [`write_value`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedObject(Bytes);
+
+impl EncodedObject {
+    /// Encodes `map` as [`write_value`] would encode `Value::Object(map)`.
+    pub fn new(map: &Map<String, Value>) -> Self {
+        let mut out = Vec::with_capacity(
+            2 + map
+                .iter()
+                .map(|(k, v)| k.len() + 4 + size_hint(v))
+                .sum::<usize>(),
+        );
+        write_map(&mut out, map);
+        EncodedObject(Bytes::from(out))
+    }
+
+    /// The encoded JSON text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true (an object is at least `{}`); here for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Default for EncodedObject {
+    /// `{}`.
+    fn default() -> Self {
+        EncodedObject(Bytes::from_static(b"{}"))
+    }
+}
+
+/// A frame's payload as the encoders take it: a value to encode, or one encoded already.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    Value(&'a Value),
+    Encoded(&'a EncodedObject),
+}
+
+impl Body<'_> {
+    pub(crate) fn size_hint(self) -> usize {
+        match self {
+            Body::Value(v) => size_hint(v),
+            Body::Encoded(e) => e.len(),
         }
     }
+
+    pub(crate) fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Body::Value(v) => write_value(out, v),
+            Body::Encoded(e) => out.extend_from_slice(e.as_bytes()),
+        }
+    }
+}
+
+fn write_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    out.push(b'{');
+    let mut first = true;
+    for (k, v) in map {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
 }
 
 /// Appends `s` as a quoted, Jason-escaped JSON string.

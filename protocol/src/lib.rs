@@ -23,6 +23,7 @@ pub mod serializer;
 pub mod token;
 
 pub use etf::{EtfError, Term};
+pub use json::EncodedObject;
 pub use message::{Broadcast, Message, Payload, Reply};
 pub use params::ParamsError;
 pub use serializer::{

@@ -19,7 +19,10 @@
 //! - when a key is both a map and a scalar (`a[b]=1&a=2`), the map wins in either order; a list
 //!   and a scalar: the later one wins only if it came first in reverse order, never a panic;
 //! - a pair without `=` has the value `null` (Elixir `nil`); `+` is a space; `%XX` is a byte,
-//!   and bytes that are not UTF-8 are replaced with U+FFFD.
+//!   and a `%` not followed by two hex digits is kept as typed (Elixir ≥ 1.13's
+//!   `URI.decode_www_form/1` no longer raises on it);
+//! - a key or value that is not UTF-8 once decoded refuses the whole query
+//!   ([`ParamsError::InvalidUtf8`]), as `fetch_query_params` validates UTF-8 by default.
 
 use serde_json::{Map, Value};
 
@@ -38,6 +41,9 @@ pub enum ParamsError {
     /// More than [`MAX_PAIRS`] pairs.
     #[error("more than {MAX_PAIRS} query pairs")]
     TooManyPairs,
+    /// A key or value is not UTF-8 once percent-decoded (`%FF`).
+    #[error("invalid UTF-8 in query params")]
+    InvalidUtf8,
 }
 
 /// Decodes a raw query string (without the `?`) into a params map.
@@ -48,8 +54,8 @@ pub fn decode_query(query: &str) -> Result<Map<String, Value>, ParamsError> {
             return Err(ParamsError::TooManyPairs);
         }
         let (key, value) = match segment.split_once('=') {
-            Some((k, v)) => (www_form_decode(k), Value::String(www_form_decode(v))),
-            None => (www_form_decode(segment), Value::Null),
+            Some((k, v)) => (www_form_decode(k)?, Value::String(www_form_decode(v)?)),
+            None => (www_form_decode(segment)?, Value::Null),
         };
         pairs.push((key, value));
     }
@@ -69,8 +75,9 @@ pub fn decode_query(query: &str) -> Result<Map<String, Value>, ParamsError> {
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte. A `%` not
-/// followed by two hex digits is kept as it is (lenient, like browsers' URLSearchParams).
-fn www_form_decode(s: &str) -> String {
+/// followed by two hex digits is kept as it is (as Elixir's `URI.decode_www_form/1` since
+/// 1.13); a result that is not UTF-8 is refused.
+fn www_form_decode(s: &str) -> Result<String, ParamsError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -93,10 +100,7 @@ fn www_form_decode(s: &str) -> String {
         }
         i += 1;
     }
-    match String::from_utf8(out) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+    String::from_utf8(out).map_err(|_| ParamsError::InvalidUtf8)
 }
 
 /// A key as Plug sees it.

@@ -58,11 +58,23 @@ fn form_encoding_plus_and_percent() {
     );
     assert_eq!(decode("user%5Bid%5D=1"), json!({"user": {"id": "1"}}));
     assert_eq!(decode("s=%F0%9F%92%A9"), json!({"s": "💩"}));
-    // Not hex, or cut short: kept as typed; bytes that are not UTF-8 become U+FFFD.
+    // Not hex, or cut short: kept as typed (Elixir ≥ 1.13's URI.decode_www_form).
     assert_eq!(
-        decode("p=100%&q=%zz&r=%ff"),
-        json!({"p": "100%", "q": "%zz", "r": "\u{fffd}"})
+        decode("p=100%&q=%zz&r=%4"),
+        json!({"p": "100%", "q": "%zz", "r": "%4"})
     );
+}
+
+#[test]
+fn bytes_that_are_not_utf8_refuse_the_query() {
+    // Plug's fetch_query_params validates UTF-8: InvalidQueryError, HTTP 400.
+    assert_eq!(decode_query("r=%ff"), Err(ParamsError::InvalidUtf8));
+    assert_eq!(decode_query("%C3=1"), Err(ParamsError::InvalidUtf8));
+    assert_eq!(
+        decode_query("ok=1&bad=%ED%A0%80"),
+        Err(ParamsError::InvalidUtf8)
+    );
+    assert_eq!(decode("s=%C3%A9"), json!({"s": "é"}));
 }
 
 #[test]

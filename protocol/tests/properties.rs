@@ -6,7 +6,8 @@ use bytes::Bytes;
 use phx_protocol::etf::{self, Term};
 use phx_protocol::token::{self, Digest, MaxAge, TokenKey};
 use phx_protocol::{
-    json, Broadcast, Frame, FrameRef, Message, Payload, Reply, Serializer, ServerMessage,
+    json, Broadcast, EncodedObject, Frame, FrameRef, Message, Payload, Reply, Serializer,
+    ServerMessage,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -196,6 +197,23 @@ proptest! {
     fn v2_text_push_is_the_client_layout(m in text_message()) {
         let f = Serializer::V2.encode_push(&m).unwrap();
         prop_assert_eq!(Serializer::V2.decode(frame_ref(&f)).unwrap(), m);
+    }
+
+    #[test]
+    fn a_pre_encoded_push_is_byte_identical_to_an_encoded_one(
+        m in text_message(),
+        payload in btree_map(any::<String>(), json_value(true), 0..6),
+    ) {
+        let payload: serde_json::Map<String, Value> = payload.into_iter().collect();
+        let encoded = EncodedObject::new(&payload);
+        let msg = Message { payload: Payload::Json(Value::Object(payload)), ..m };
+        for s in [Serializer::V1, Serializer::V2] {
+            let once = s.encode_push(&msg).unwrap();
+            let shared = s.encode_push_encoded(
+                &msg.join_ref, &msg.ref_, &msg.topic, &msg.event, &encoded,
+            );
+            prop_assert_eq!(once, shared);
+        }
     }
 
     #[test]

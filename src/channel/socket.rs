@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use phx_protocol::{EncodeError, Message, Payload};
+use phx_protocol::{EncodeError, EncodedObject, Message, Payload};
 use serde_json::Value;
 
 use super::server::ChannelInbox;
@@ -162,6 +162,25 @@ impl ChannelSocket {
             payload,
         };
         let frame = self.conn.serializer().encode_push(&msg)?;
+        self.queue_push(frame);
+        Ok(())
+    }
+
+    /// [`ChannelSocket::push`] of a payload encoded already (one that many sockets are pushed
+    /// alike, such as a topic's [`crate::presence::PresenceState`]): the frame is byte for byte
+    /// the one `push` would make, for one copy of the bytes instead of an encode.
+    pub fn push_encoded(&mut self, event: &str, payload: &EncodedObject) {
+        let frame = self.conn.serializer().encode_push_encoded(
+            &self.join_ref,
+            &Value::Null,
+            &self.topic,
+            event,
+            payload,
+        );
+        self.queue_push(frame);
+    }
+
+    fn queue_push(&mut self, frame: phx_protocol::Frame) {
         if let Some(frame) = OutFrame::from_frame(frame) {
             if self.joined {
                 self.conn.send_frame(frame);
@@ -169,7 +188,6 @@ impl ChannelSocket {
                 self.deferred.push(frame);
             }
         }
-        Ok(())
     }
 
     /// `broadcast(socket, event, payload)`: to every subscriber of this topic, this socket

@@ -35,8 +35,10 @@
 //!     async fn handle_info(&mut self, msg: Info, socket: &mut ChannelSocket) -> Result<HandleResult, ChannelError> {
 //!         if msg.is::<AfterJoin>() {
 //!             self.presence.track(socket, "42", json!({"online_at": "1795635925"}))?;
-//!             let list = self.presence.list(socket.topic()).await;
-//!             socket.push("presence_state", list)?;
+//!             // `push(socket, "presence_state", list(socket))`, encoded once per read of
+//!             // the topic however many joiners that read serves.
+//!             let state = self.presence.list_shared(socket.topic()).await;
+//!             socket.push_encoded("presence_state", state.encoded());
 //!         }
 //!         Ok(HandleResult::NoReply)
 //!     }
@@ -60,15 +62,17 @@
 
 pub mod fetch;
 pub mod phx_ref;
+pub mod snapshot;
 pub mod state;
 mod tracker;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub use fetch::{Fetch, Presences};
+pub use snapshot::PresenceState;
 pub use state::{Diff, Meta, StateError, TopicPresences};
 
 use crate::channel::ChannelSocket;
@@ -249,8 +253,11 @@ impl Presence {
         Value::Object(self.tracker.list_owned(topic).await)
     }
 
-    /// [`Presence::list`] without the copy: the shared snapshot itself.
-    pub async fn list_shared(&self, topic: &str) -> Arc<Map<String, Value>> {
+    /// [`Presence::list`] without the copy: the shared snapshot itself, built (and encoded)
+    /// once for every caller that asks at the same version — what a `presence_state` push
+    /// should use (`socket.push_encoded("presence_state", state.encoded())`), so that a join
+    /// wave encodes the state once per read instead of once per joiner.
+    pub async fn list_shared(&self, topic: &str) -> Arc<PresenceState> {
         self.tracker.list(topic).await
     }
 

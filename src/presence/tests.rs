@@ -668,6 +668,53 @@ async fn a_wave_of_joiners_shares_fetches_and_each_sees_itself() {
     assert_eq!(late.len(), 101);
 }
 
+#[tokio::test]
+async fn a_wave_on_a_large_topic_shares_builds_and_encodes_without_a_fetch() {
+    // 2,000 present, then 200 joiners at once: the first joiner's build runs on the blocking
+    // pool, the other 199 track meanwhile and share the next build — its map and its encoded
+    // bytes — instead of rendering and encoding 199 times.
+    let topic: Arc<str> = "presence:wave".into();
+    let (endpoint, _seen) = endpoint_recording(&topic);
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    for i in 0..2000u64 {
+        tracker
+            .track(&endpoint, &topic, 10_000 + i, &format!("p{i}"), Meta::new())
+            .expect("track");
+    }
+    let mut joiners = Vec::new();
+    for i in 0..200u64 {
+        let (tracker, endpoint, topic) = (tracker.clone(), endpoint.clone(), topic.clone());
+        joiners.push(tokio::spawn(async move {
+            tracker
+                .track(&endpoint, &topic, i, &format!("u{i}"), Meta::new())
+                .expect("track");
+            let state = tracker.list(&topic).await;
+            assert!(
+                state.contains_key(&format!("u{i}")),
+                "joiner {i} sees itself"
+            );
+            state
+        }));
+    }
+    let mut states: Vec<Arc<crate::presence::PresenceState>> = Vec::new();
+    for j in joiners {
+        let state = j.await.expect("joiner");
+        if !states.iter().any(|s| Arc::ptr_eq(s, &state)) {
+            states.push(state);
+        }
+    }
+    assert!(states.len() <= 3, "{} builds for 200 joiners", states.len());
+    for state in &states {
+        let decoded: Value = serde_json::from_slice(state.encoded().as_bytes()).expect("json");
+        assert_eq!(
+            decoded,
+            Value::Object(state.map().clone()),
+            "bytes match the map"
+        );
+    }
+    assert_eq!(states.last().map(|s| s.len()), Some(2200));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_list_exposes_joins_so_their_leaves_go_out() {
     // The snapshot path must keep the state rule: a join shown in a list is not cancelled.

@@ -19,15 +19,19 @@
 //! ## Snapshots
 //!
 //! A list (what `presence_state` carries) takes the map of the topic's current version in
-//! O(1) under the lock, marking its pending joins as seen, and renders it outside the lock —
+//! O(1) under the lock, marking its pending joins as seen, and builds it outside the lock —
 //! right away, so a joiner's state holds its own `track` and is pushed before its join's diff
-//! is due. [`Tracker::list`] keeps the rendered map as the version's shared `Arc`: lists of an
-//! unchanged topic get it without any copy. [`Tracker::list_owned`] (what a push needs) makes
-//! exactly one copy per call.
+//! is due. A build is the rendered map, decorated by `fetch`, and its encoded JSON
+//! ([`PresenceState`]); [`Tracker::list`] keeps it as the version's shared `Arc`, so lists of
+//! an unchanged topic get it without any copy, and a push copies the encoded bytes instead of
+//! encoding. [`Tracker::list_owned`] (an owned map, for callers that change it) makes exactly
+//! one copy per call.
 //!
-//! With a `fetch`, reads are *group-committed*: while one list renders and fetches, the lists
-//! that need a newer read wait, and when it is done one of them reads and fetches for all of
-//! them — a join wave costs one `fetch` (one query) per round trip, not one per joiner.
+//! Reads are *group-committed*: while one list builds, the lists that need a newer read
+//! wait, and when it is done one of them reads and builds for all of them — a join wave costs
+//! one build (one render, one encode, one `fetch` query) per build time, not one per joiner.
+//! Builds of large topics run on the blocking pool, which both keeps runtime threads free and
+//! gives the wave time to gather behind the build in progress.
 //!
 //! The tracker only knows channels by id ([`Owner`]): the exit hook is an [`UntrackOnExit`]
 //! guard stored on the channel's socket, dropped when the channel task ends.
@@ -44,12 +48,17 @@ use tokio::sync::watch;
 
 use super::fetch::Fetch;
 use super::phx_ref::RefGen;
+use super::snapshot::PresenceState;
 use super::state::{render, Diff, Entries, Meta, Owner, StateError, TopicPresences};
 use crate::endpoint::Endpoint;
 use crate::pubsub::BroadcastMsg;
 
-/// A built (and decorated) `presence_state` map.
-pub(crate) type Snapshot = Arc<Map<String, Value>>;
+/// A built (and decorated) `presence_state`, map and encoded JSON.
+pub(crate) type Snapshot = Arc<PresenceState>;
+
+/// Topics up to this many keys are rendered and encoded on the calling task (well under a
+/// millisecond); larger ones on the blocking pool ([`Tracker::build`]).
+const INLINE_BUILD_MAX: usize = 1024;
 
 /// A published build: its number and the snapshot.
 #[derive(Clone, Default)]
@@ -328,14 +337,13 @@ impl Tracker {
             };
             match read {
                 Ok(read) => {
+                    let (number, version) = (read.number, read.version);
                     let guard = Building(&shard);
-                    let mut map = render(&read.entries);
-                    map = self.fetch(&read.topic, map).await;
-                    let snapshot = Arc::new(map);
+                    let snapshot = Arc::new(self.build(read).await);
                     std::mem::forget(guard);
                     let mut entry = shard.lock();
                     entry.building = false;
-                    entry.publish(read.number, read.version, &snapshot);
+                    entry.publish(number, version, &snapshot);
                     return snapshot;
                 }
                 Err(mut rx) => {
@@ -349,6 +357,29 @@ impl Tracker {
         }
     }
 
+    /// Renders, decorates and encodes a read. A large topic's render and encode run on the
+    /// blocking pool: at 20,000 presences they take milliseconds, which on a runtime thread
+    /// would delay every other socket served by it (a bystander's heartbeat reply, say).
+    async fn build(&self, read: Read) -> PresenceState {
+        let large = read.entries.len() > INLINE_BUILD_MAX;
+        let map = if large {
+            let entries = read.entries;
+            match tokio::task::spawn_blocking(move || render(&entries)).await {
+                Ok(map) => map,
+                Err(_) => return PresenceState::default(), // only if the runtime is going away
+            }
+        } else {
+            render(&read.entries)
+        };
+        let map = self.fetch(&read.topic, map).await;
+        if large {
+            let built = tokio::task::spawn_blocking(move || PresenceState::new(map)).await;
+            built.unwrap_or_default()
+        } else {
+            PresenceState::new(map)
+        }
+    }
+
     /// [`Tracker::list`] as an owned map, for a push (which needs its own copy anyway).
     /// Without a `fetch` nothing is waited for: the current snapshot is copied, or the state
     /// read under the lock in O(1) and rendered here, outside it — exactly one O(n) copy per
@@ -356,7 +387,7 @@ impl Tracker {
     pub(crate) async fn list_owned(self: &Arc<Self>, topic: &str) -> Map<String, Value> {
         if self.fetch.is_some() {
             let shared = self.list(topic).await;
-            return Map::clone(&shared);
+            return shared.map().clone();
         }
         let Some(shard) = self.shard(topic) else {
             return Map::new();
@@ -369,7 +400,7 @@ impl Tracker {
             }
         };
         match read {
-            Err(snapshot) => Map::clone(&snapshot),
+            Err(snapshot) => snapshot.map().clone(),
             Ok(read) => render(&read.entries),
         }
     }

@@ -313,8 +313,9 @@ impl Channel for VideoChannel {
                     json!({ "online_at": online_at() }),
                 )?;
             }
-            let list = self.presence.list(socket.topic()).await;
-            socket.push("presence_state", list)?;
+            // One encode per read of the topic, shared by every joiner it serves.
+            let state = self.presence.list_shared(socket.topic()).await;
+            socket.push_encoded("presence_state", state.encoded());
         }
         Ok(HandleResult::NoReply)
     }

@@ -1,7 +1,7 @@
 // Connect params (spec "Connect params" + the URI cap of "HTTP layer"): the Plug-style query
 // decoder runs before `connect`, so it is reachable without a token. Bounded and iterative:
-// a URI over 8 KiB → 414, a key nested deeper than 32 → 400, more than 1000 pairs → 400 —
-// on both transports — and the limits themselves are accepted.
+// a URI over 8 KiB → 414, a key nested deeper than 32 → 400, more than 1000 pairs → 400,
+// bytes that are not UTF-8 → 400 — on both transports — and the limits themselves are accepted.
 
 import { describe } from "node:test";
 import assert from "node:assert/strict";
@@ -59,6 +59,17 @@ describe("connect params", () => {
     const limit = `${pairs(999)}&vsn=2.0.0`; // exactly 1000 pairs
     assert.equal((await ws(limit)).status, 101, "WebSocket, 1000 pairs → 101");
     assert.equal((await lp(limit)).status, 200, "LongPoll, 1000 pairs → 200");
+  });
+
+  hostile("params: bytes that are not UTF-8 once decoded (%FF) → 400 on both transports; a stray % connects", async () => {
+    // Plug's fetch_query_params validates UTF-8 (InvalidQueryError → 400); since Elixir 1.13 a
+    // `%` not followed by two hex digits is kept as typed.
+    for (const bad of ["name=%FF", "%C3=1", "name=%ED%A0%80"]) {
+      assert.equal((await ws(`${bad}&vsn=2.0.0`)).status, 400, `WebSocket, ${bad} → 400`);
+      assert.equal((await lp(`${bad}&vsn=2.0.0`)).status, 400, `LongPoll, ${bad} → 400`);
+    }
+    assert.equal((await ws("name=100%&q=%zz&vsn=2.0.0")).status, 101, "WebSocket, stray % → 101");
+    assert.equal((await ws("name=%C3%A9&vsn=2.0.0")).status, 101, "WebSocket, %C3%A9 (é) → 101");
   });
 
   hostile("params: hostile shapes decode without a crash (a[]…, a[][]…, [[[…, ]]]…, %5B…) → an answer, server alive", async () => {

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 
+use crate::json::{Body, EncodedObject};
 use crate::message::{Broadcast, Message, Payload, Reply};
 
 mod binary;
@@ -132,14 +133,17 @@ impl Serializer {
     pub fn encode_push(self, msg: &Message) -> Result<Frame, EncodeError> {
         match (self, &msg.payload) {
             (Serializer::V1, Payload::Json(payload)) => Ok(Frame::Text(v1::encode(
-                &msg.ref_, &msg.topic, &msg.event, payload,
+                &msg.ref_,
+                &msg.topic,
+                &msg.event,
+                Body::Value(payload),
             ))),
             (Serializer::V2, Payload::Json(payload)) => Ok(Frame::Text(v2::encode(
                 &msg.join_ref,
                 &msg.ref_,
                 &msg.topic,
                 &msg.event,
-                payload,
+                Body::Value(payload),
             ))),
             (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryUnsupported),
             (Serializer::V2, Payload::Binary(data)) => {
@@ -149,6 +153,24 @@ impl Serializer {
                 binary::encode_push(&msg.join_ref, &msg.topic, &msg.event, data).map(Frame::Binary)
             }
         }
+    }
+
+    /// [`Serializer::encode_push`] of a JSON payload encoded already: the frame's bytes are
+    /// exactly those `encode_push` writes for the same object, for one copy of `payload`
+    /// instead of an encode. Always a text frame (V1 and V2).
+    pub fn encode_push_encoded(
+        self,
+        join_ref: &serde_json::Value,
+        ref_: &serde_json::Value,
+        topic: &str,
+        event: &str,
+        payload: &EncodedObject,
+    ) -> Frame {
+        let body = Body::Encoded(payload);
+        Frame::Text(match self {
+            Serializer::V1 => v1::encode(ref_, topic, event, body),
+            Serializer::V2 => v2::encode(join_ref, ref_, topic, event, body),
+        })
     }
 
     /// Encodes a reply (`phx_reply`, response before status).
@@ -197,14 +219,14 @@ impl Serializer {
                 &serde_json::Value::Null,
                 topic,
                 event,
-                payload,
+                Body::Value(payload),
             ))),
             (Serializer::V2, Payload::Json(payload)) => Ok(Frame::Text(v2::encode(
                 &serde_json::Value::Null,
                 &serde_json::Value::Null,
                 topic,
                 event,
-                payload,
+                Body::Value(payload),
             ))),
             (Serializer::V1, Payload::Binary(_)) => Err(EncodeError::BinaryUnsupported),
             (Serializer::V2, Payload::Binary(data)) => {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::v2::{write_reply_payload, StrField};
 use super::DecodeError;
-use crate::json::{size_hint, write_str, write_value};
+use crate::json::{size_hint, write_str, write_value, Body};
 use crate::message::{Message, Payload};
 
 /// Decodes `{"topic":..,"event":..,"payload":..,"ref":..[,"join_ref":..]}`.
@@ -118,13 +118,13 @@ impl<'de> Visitor<'de> for ObjectVisitor {
 const ENVELOPE: usize = 48;
 
 /// `{"event":"..","payload":..,"ref":..,"topic":".."}`: the keys in alphabetical order, no join_ref.
-pub(super) fn encode(ref_: &Value, topic: &str, event: &str, payload: &Value) -> Bytes {
-    let cap = ENVELOPE + size_hint(ref_) + topic.len() + event.len() + size_hint(payload);
+pub(super) fn encode(ref_: &Value, topic: &str, event: &str, payload: Body<'_>) -> Bytes {
+    let cap = ENVELOPE + size_hint(ref_) + topic.len() + event.len() + payload.size_hint();
     let mut out = Vec::with_capacity(cap);
     out.extend_from_slice(b"{\"event\":");
     write_str(&mut out, event);
     out.extend_from_slice(b",\"payload\":");
-    write_value(&mut out, payload);
+    payload.write(&mut out);
     out.extend_from_slice(b",\"ref\":");
     write_value(&mut out, ref_);
     out.extend_from_slice(b",\"topic\":");

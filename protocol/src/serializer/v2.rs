@@ -7,7 +7,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visi
 use serde_json::Value;
 
 use super::DecodeError;
-use crate::json::{size_hint, write_str, write_value};
+use crate::json::{size_hint, write_str, write_value, Body};
 use crate::message::{Message, Payload};
 
 /// Decodes a V2 text frame straight from the borrowed text into a [`Message`].
@@ -137,14 +137,14 @@ pub(super) fn encode(
     ref_: &Value,
     topic: &str,
     event: &str,
-    payload: &Value,
+    payload: Body<'_>,
 ) -> Bytes {
     let cap = ENVELOPE
         + size_hint(join_ref)
         + size_hint(ref_)
         + topic.len()
         + event.len()
-        + size_hint(payload);
+        + payload.size_hint();
     let mut out = Vec::with_capacity(cap);
     out.push(b'[');
     write_value(&mut out, join_ref);
@@ -155,7 +155,7 @@ pub(super) fn encode(
     out.push(b',');
     write_str(&mut out, event);
     out.push(b',');
-    write_value(&mut out, payload);
+    payload.write(&mut out);
     out.push(b']');
     Bytes::from(out)
 }
