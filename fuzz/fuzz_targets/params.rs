@@ -33,5 +33,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(ParamsError::TooManyPairs) => assert!(pairs > MAX_PAIRS, "{pairs} pairs refused"),
         Err(ParamsError::TooDeep) => assert!(query.contains('[')),
+        // Only a percent-escape can make bytes that are not UTF-8 (the input is a &str).
+        Err(ParamsError::InvalidUtf8) => assert!(query.contains('%')),
     }
 });
