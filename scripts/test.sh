@@ -30,7 +30,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 stage "rust: build"
-cargo build --workspace --locked
+cargo build --workspace --locked --bins --examples
 
 stage "rust: tests"
 cargo test --workspace --locked

@@ -16,6 +16,19 @@ pub enum CheckOrigin {
     List(Vec<String>),
 }
 
+impl CheckOrigin {
+    /// Pages served from this machine only — `localhost`, `127.0.0.1` or `[::1]`, any scheme
+    /// and port: what the embedded demo allows when nothing was configured, so that both
+    /// `http://localhost:4000` and `http://127.0.0.1:4000` work for a newcomer.
+    pub fn loopback() -> CheckOrigin {
+        CheckOrigin::List(vec![
+            "//localhost".into(),
+            "//127.0.0.1".into(),
+            "//[::1]".into(),
+        ])
+    }
+}
+
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -31,6 +44,10 @@ pub struct Config {
     pub url_host: String,
     /// `CHECK_ORIGIN`: `true` (default), `false`, or a comma-separated list.
     pub check_origin: CheckOrigin,
+    /// Whether `CHECK_ORIGIN` or `PHX_HOST` was set: if neither was, the embedded demo may
+    /// loosen the check to loopback pages ([`CheckOrigin::loopback`]), as a Phoenix dev config
+    /// does; a configured deployment never is.
+    pub origin_from_env: bool,
     /// Largest accepted WebSocket message (`MAX_FRAME_SIZE`, default 1 MiB); bigger → 1009.
     pub max_frame_size: usize,
     /// Close a socket that sent nothing for this long (`IDLE_TIMEOUT_MS`, default 60 s).
@@ -142,6 +159,7 @@ impl Default for Config {
             secret_from_env: false,
             url_host: "localhost".into(),
             check_origin: CheckOrigin::Host,
+            origin_from_env: false,
             max_frame_size: 1 << 20,
             idle_timeout: Duration::from_secs(60),
             max_channels: 100,
@@ -306,6 +324,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or(d.url_host),
             check_origin,
+            origin_from_env: ["CHECK_ORIGIN", "PHX_HOST"]
+                .iter()
+                .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty())),
             max_frame_size: env_parse("MAX_FRAME_SIZE", d.max_frame_size)?,
             idle_timeout: Duration::from_millis(env_parse(
                 "IDLE_TIMEOUT_MS",

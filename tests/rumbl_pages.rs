@@ -332,6 +332,20 @@ async fn assets_served_from_the_assets_dir_only() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), "text/javascript; charset=utf-8");
     assert_eq!(r.body, "console.log('rumbl')");
+    assert_eq!(r.header("cache-control"), "no-cache");
+    // A conditional GET of an unchanged file: 304, no body (the browser revalidates each load).
+    let modified = r.header("last-modified").to_string();
+    assert!(!modified.is_empty(), "a Last-Modified header");
+    let r = request(
+        s.addr,
+        "GET",
+        "/assets/app.js",
+        &[("if-modified-since", modified.as_str())],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 304);
+    assert_eq!(r.body, "");
     let r = request(s.addr, "GET", "/assets/app.css", &[], "").await;
     assert_eq!(r.status, 404);
     assert!(r.body.contains("vendor-js/build.sh"), "{}", r.body);

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, existsSync, mkdirSync, createWriteStream } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, mkdirSync, createWriteStream, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,18 +43,34 @@ export function checkPrerequisites() {
   mkdirSync(LOGS, { recursive: true });
 }
 
+/** What the server's configuration may come from; `demo: true` clears all of it. */
+const CONFIG_VARS = ["HOST", "PORT", "DATABASE_URL", "ASSETS_DIR", "SECRET_KEY_BASE", "PHX_HOST", "CHECK_ORIGIN", "SOCKET_TRANSPORTS"];
+
 /**
  * Starts `phx-server serve` with `env` added to the environment; its output goes to
- * compat-tests/.logs/<logName>. Resolves once /healthz answers. Returns {baseUrl, stop()}.
+ * compat-tests/.logs/<logName>. Resolves once /healthz answers. Returns {baseUrl, port, stop()}.
+ *
+ * `demo: true` starts it as the README's demo command does instead: `serve` run from a
+ * directory laid out like the repository (`vendor-js/dist`, `./data/` created by the server),
+ * with none of the configuration variables set — only `PORT`, a free one instead of 4000 —
+ * so the defaults a newcomer gets are the ones under test.
  */
-export async function startServer({ env = {}, logName = "browser-server.log" } = {}) {
+export async function startServer({ env = {}, logName = "browser-server.log", demo = false } = {}) {
   checkPrerequisites();
   const tmp = mkdtempSync(join(tmpdir(), "rumbl-browser-"));
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const log = createWriteStream(join(LOGS, logName));
-  const server = spawn(BIN, ["serve"], {
-    env: {
+  let childEnv;
+  if (demo) {
+    childEnv = { ...process.env };
+    for (const k of CONFIG_VARS) delete childEnv[k];
+    childEnv.PORT = String(port);
+    childEnv.RUST_LOG = process.env.RUST_LOG || "info";
+    mkdirSync(join(tmp, "vendor-js"), { recursive: true });
+    symlinkSync(ASSETS, join(tmp, "vendor-js", "dist"));
+  } else {
+    childEnv = {
       ...process.env,
       HOST: "127.0.0.1",
       PORT: String(port),
@@ -64,7 +80,12 @@ export async function startServer({ env = {}, logName = "browser-server.log" } =
       PHX_HOST: "127.0.0.1",
       RUST_LOG: process.env.RUST_LOG || "info",
       ...env,
-    },
+    };
+    for (const [k, v] of Object.entries(env)) if (v === null) delete childEnv[k];
+  }
+  const server = spawn(BIN, ["serve"], {
+    cwd: demo ? tmp : undefined,
+    env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],
   });
   server.stdout.pipe(log);
@@ -96,7 +117,7 @@ export async function startServer({ env = {}, logName = "browser-server.log" } =
     }
     await sleep(100);
   }
-  return { baseUrl, stop };
+  return { baseUrl, port, stop };
 }
 
 /** Headless Chromium; playwright's launch() runs it on a fresh temporary user-data-dir. */

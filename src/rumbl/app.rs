@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::pages::{self, LoginMode};
 use super::store::{self, AnnotationStore, AutoMigrate, StoreError, StoreOptions};
 use super::{UserSocket, VideoChannel};
-use crate::config::Config;
+use crate::config::{CheckOrigin, Config};
 use crate::endpoint::Endpoint;
 use crate::router::Router;
 use crate::{fixture, http};
@@ -69,7 +69,18 @@ pub async fn open_store(
 
 /// `socket "/socket", Rumbl.UserSocket` with `channel "videos:*", Rumbl.VideoChannel`, serving
 /// the transports of `SOCKET_TRANSPORTS` (`config.socket_transports`; default both).
-pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
+///
+/// The embedded demo (no `DATABASE_URL`) with neither `CHECK_ORIGIN` nor `PHX_HOST` set
+/// accepts sockets from loopback pages ([`CheckOrigin::loopback`]), as `config/dev.exs` of a
+/// Phoenix app relaxes `check_origin`; anything configured keeps the strict check.
+pub fn endpoint(mut config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
+    if config.database_url.is_none() && !config.origin_from_env {
+        tracing::info!(
+            "embedded demo: sockets are accepted from pages on localhost, 127.0.0.1 and [::1] \
+             (set PHX_HOST or CHECK_ORIGIN to serve any other host)"
+        );
+        config.check_origin = CheckOrigin::loopback();
+    }
     let transports = config.socket_transports;
     Endpoint::builder(config)
         .socket_with(

@@ -1,5 +1,6 @@
 //! `GET /assets/*`: the watch page's built bundle (`vendor-js/dist`: `app.js`, `app.css`,
-//! `app.js.map`), read from disk on each request so a rebuild shows without a restart.
+//! `app.js.map`), read from disk on each request so a rebuild shows without a restart, through
+//! tower-http's `ServeFile` (HEAD, conditional GETs, ranges, streamed bodies).
 //!
 //! Only plain relative paths are served (no `..`, no hidden files, a small character set), so
 //! a request can never read outside the assets directory.
@@ -7,11 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Request, State};
+use axum::http::header::CACHE_CONTROL;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
 
 /// The route, serving files of `dir`.
 pub fn routes(dir: PathBuf) -> axum::Router {
@@ -65,23 +69,32 @@ fn clean_asset_path(path: &str) -> Option<&str> {
     ok.then_some(path)
 }
 
-async fn asset(State(dir): State<Arc<PathBuf>>, UrlPath(path): UrlPath<String>) -> Response {
+async fn asset(
+    State(dir): State<Arc<PathBuf>>,
+    UrlPath(path): UrlPath<String>,
+    req: Request,
+) -> Response {
     let Some(rel) = clean_asset_path(&path) else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let file = dir.join(rel);
-    match tokio::fs::read(&file).await {
-        Ok(bytes) => (
-            [
-                (CONTENT_TYPE, content_type(rel)),
-                (CACHE_CONTROL, "no-cache"),
-            ],
-            bytes,
-        )
-            .into_response(),
-        Err(e) => {
+    // tower-http's ServeFile does the HTTP side: HEAD, If-Modified-Since → 304, ranges, and a
+    // streamed body instead of the whole file in memory. Our own content types keep the
+    // `charset=utf-8` a browser needs for the bundle's text.
+    let mime: mime::Mime = content_type(rel)
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let served = ServeFile::new_with_mime(&file, &mime).oneshot(req).await;
+    match served {
+        Ok(resp) if resp.status() != StatusCode::NOT_FOUND => {
+            let mut resp = resp.map(Body::new);
+            resp.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            resp
+        }
+        _ => {
             tracing::warn!(
-                "asset {} not found ({e}); build it with vendor-js/build.sh or set ASSETS_DIR",
+                "asset {} not found; build it with vendor-js/build.sh or set ASSETS_DIR",
                 file.display()
             );
             (

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, RawQuery, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, COOKIE, HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -35,7 +35,9 @@ use super::assets;
 use super::password;
 use super::store::{parse_video_param, AnnotationStore, StoreError, User, Video};
 use super::user_socket::USER_SALT;
+use crate::config::CheckOrigin;
 use crate::endpoint::Endpoint;
+use crate::transport::origin;
 
 /// `GET /watch/:id`'s template (placeholders: video_id, player_id, title, user_token, username).
 const WATCH_TEMPLATE: &str = include_str!("../../vendor-js/watch.html.example");
@@ -459,7 +461,37 @@ async fn login_post(
     Ok(resp)
 }
 
-fn render_watch(video: &Video, user: &User, user_token: &str) -> String {
+/// Why the socket will refuse this page, if it will: the endpoint's `check_origin` applied to
+/// the origin the browser will send (this page's own, from `Host` and the scheme a proxy
+/// reports). The watch page shows it when the socket fails, instead of failing silently — a
+/// browser tells the page nothing about why a WebSocket upgrade was refused.
+fn socket_refusal(endpoint: &Endpoint, headers: &HeaderMap) -> String {
+    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
+        return String::new();
+    };
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let origin = format!("{scheme}://{host}");
+    let cfg = endpoint.config();
+    if origin::allowed(&cfg.check_origin, &cfg.url_host, Some(&origin)) {
+        return String::new();
+    }
+    let allowed = match &cfg.check_origin {
+        CheckOrigin::List(list) => format!("CHECK_ORIGIN allows {}", list.join(", ")),
+        _ => format!("the server's host is {} (PHX_HOST)", cfg.url_host),
+    };
+    format!(
+        "the server refuses sockets from pages at {origin}: {allowed}. Open the page at an \
+         allowed address, or set PHX_HOST / CHECK_ORIGIN."
+    )
+}
+
+fn render_watch(video: &Video, user: &User, user_token: &str, refusal: &str) -> String {
     let video_id = video.id.to_string();
     render(
         &strip_template_doc(WATCH_TEMPLATE),
@@ -469,6 +501,7 @@ fn render_watch(video: &Video, user: &User, user_token: &str) -> String {
             ("title", &escape_html(&video.title)),
             ("user_token", &escape_html(user_token)),
             ("username", &escape_html(&user.username)),
+            ("socket_refusal", &escape_html(refusal)),
         ],
     )
 }
@@ -485,7 +518,8 @@ async fn watch(
         return Ok(redirect(&format!("/login?next={}", percent_encode(&next))));
     };
     let token = pages.endpoint.sign_token(USER_SALT, &Term::Int(user.id));
-    let mut resp = Html(render_watch(&video, &user, &token)).into_response();
+    let refusal = socket_refusal(&pages.endpoint, &headers);
+    let mut resp = Html(render_watch(&video, &user, &token, &refusal)).into_response();
     // The page embeds a personal token: never store it in a shared cache.
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
@@ -545,7 +579,11 @@ mod tests {
             username: "jose".into(),
             name: None,
         };
-        let html = render_watch(&video, &user, "SFMyNTY.abc.def");
+        let html = render_watch(&video, &user, "SFMyNTY.abc.def", "at <x> \"y\"");
+        assert!(
+            html.contains("data-refusal=\"at &lt;x&gt; &quot;y&quot;\""),
+            "{html}"
+        );
         assert!(!html.contains("{{"), "{html}");
         assert!(!html.contains("<!-- Template"), "{html}");
         assert_eq!(html.matches("SFMyNTY.abc.def").count(), 1, "{html}");
@@ -553,5 +591,33 @@ mod tests {
         assert!(html.contains("data-id=\"2\""));
         assert!(html.contains("&lt;b&gt;Elixir&lt;/b&gt;"));
         assert!(!html.contains("<b>Elixir"));
+    }
+
+    fn page_headers(host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_str(host).expect("host"));
+        h
+    }
+
+    #[test]
+    fn the_watch_page_knows_when_its_socket_will_be_refused() {
+        use crate::config::Config;
+        // Host check (the default): a page at 127.0.0.1 against PHX_HOST localhost.
+        let strict = Endpoint::builder(Config::default()).build();
+        let why = socket_refusal(&strict, &page_headers("127.0.0.1:4000"));
+        assert!(why.contains("http://127.0.0.1:4000"), "{why}");
+        assert!(why.contains("localhost (PHX_HOST)"), "{why}");
+        assert_eq!(socket_refusal(&strict, &page_headers("localhost:4000")), "");
+        // The embedded demo's loopback list: both newcomer addresses, nothing else.
+        let demo = Endpoint::builder(Config {
+            check_origin: CheckOrigin::loopback(),
+            ..Config::default()
+        })
+        .build();
+        for host in ["127.0.0.1:4000", "localhost:4000", "[::1]:4000"] {
+            assert_eq!(socket_refusal(&demo, &page_headers(host)), "", "{host}");
+        }
+        let why = socket_refusal(&demo, &page_headers("rumbl.example:4000"));
+        assert!(why.contains("CHECK_ORIGIN allows //localhost"), "{why}");
     }
 }

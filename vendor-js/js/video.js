@@ -7,12 +7,15 @@
 import {Presence} from "phoenix"
 import Player from "./player.js"
 import {formatTime, escapeHtml, escapeQuotes, mutableParams} from "./helpers.js"
+import watchSocketStatus from "./socket_status.js"
 
 let Video = {
 
   init(socket, element){ if(!element){ return }
     let playerId = element.getAttribute("data-player-id")
     let videoId = element.getAttribute("data-id")
+    // Added: the page says whether its socket is up (see socket_status.js).
+    this.joinError = watchSocketStatus(socket, document.getElementById("socket-status"))
     socket.connect()
     Player.init(element.id, playerId, () => {
       this.onReady(videoId, socket)
@@ -70,7 +73,10 @@ let Video = {
         if(ids.length > 0){ vidChannel.params.last_seen_id = Math.max(...ids) }
         this.scheduleMessages(msgContainer, resp.annotations)
       })
-      .receive("error", reason => console.log("join failed", reason) )
+      .receive("error", reason => {
+        console.log("join failed", reason)
+        if(this.joinError){ this.joinError(reason) }
+      })
   },
 
   // User input goes through a text node, so markup in it is shown as text.
