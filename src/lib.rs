@@ -18,6 +18,7 @@
 //! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
 //! - [`fixture`]: the conformance fixture channels; [`rumbl`]: the book's application.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod channel;
 pub mod config;
