@@ -93,7 +93,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let config = Config::from_env()?;
-    let addr = format!("{}:{}", config.host, config.port);
     let endpoint = Endpoint::builder(config)
         .socket(
             "/socket",
@@ -102,12 +101,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .build();
     let app = phx_server::http::router(&endpoint);
-    let sockaddr = tokio::net::lookup_host(&addr)
-        .await?
-        .next()
-        .ok_or_else(|| format!("cannot resolve {addr}"))?;
-    let listener = phx_server::listener::bind(sockaddr)?;
-    tracing::info!("chat_room listening on http://{}", listener.local_addr()?);
-    phx_server::http::serve(endpoint, listener, app, phx_server::http::shutdown_signal()).await?;
+    phx_server::http::listen_and_serve(endpoint, app).await?;
     Ok(())
 }

@@ -2,7 +2,8 @@
 # The one command that runs every test (README "Test"; .ci/run calls exactly this).
 #
 #   1. services up (PostgreSQL, Redis)           scripts/services.sh
-#   2. Rust: fmt check, clippy -D warnings, build, unit + integration tests (real Postgres)
+#   2. Rust: fmt check, clippy -D warnings, rustdoc -D warnings, build (bins + examples), unit +
+#      integration tests (real Postgres), fuzz targets
 #   3. JS assets: npm test + esbuild bundle       vendor-js/
 #   4. Black-box conformance suite against `phx-server serve --fixture`, driven by the
 #      unmodified phoenix npm client and raw frames (WebSocket, LongPoll, Rumbl videos:*)
@@ -28,6 +29,9 @@ export DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pos
 stage "rust: fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+stage "rust: docs (missing_docs denied in the library crates; rustdoc warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
 stage "rust: build"
 cargo build --workspace --locked --bins --examples

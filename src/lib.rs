@@ -17,7 +17,25 @@
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
 //! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
 //! - [`fixture`]: the conformance fixture channels; [`rumbl`]: the book's application.
+//!
+//! ## From Phoenix
+//!
+//! | Elixir | here |
+//! |---|---|
+//! | `socket "/socket", UserSocket` | [`Endpoint::builder`]`(config).socket("/socket", handler, router)` |
+//! | `channel "room:*", RoomChannel` | [`Router::channel`]`("room:*", \|\| RoomChannel)` |
+//! | `connect/3`, `id/1` | [`SocketHandler::connect`], [`SocketHandler::id`] |
+//! | `join/3`, `handle_in/3`, `handle_info/2`, `handle_out/3`, `terminate/2` | the [`Channel`] trait's methods |
+//! | `push`, `broadcast!`, `broadcast_from!`, `socket_ref` + `reply` | [`ChannelSocket::push`], [`ChannelSocket::broadcast`], [`ChannelSocket::broadcast_from`], [`ChannelSocket::socket_ref`] |
+//! | `send(self(), msg)`, `Process.send_after` | [`ChannelSocket::send_self`], [`ChannelSocket::send_after`] |
+//! | `Phoenix.Presence` | [`presence::Presence`] |
+//! | `Phoenix.Token.sign/verify` | [`Endpoint::sign_token`], [`Endpoint::verify_token`] |
+//! | `Endpoint.start_link` | [`http::listen_and_serve`] |
+//!
+//! `docs/migrating-from-phoenix.md` in the repository ports a channel side by side, and
+//! `examples/` holds runnable ones (chat room, presence list, token-authenticated socket).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod channel;
 pub mod config;

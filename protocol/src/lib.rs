@@ -13,6 +13,7 @@
 //! - [`etf`]: the subset of Erlang's external term format tokens carry.
 //! - [`params`]: connect params, decoded from the query string as Plug does, bounded.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod etf;
 pub mod json;

@@ -28,7 +28,7 @@ use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
 
 pub use limits::{is_body_timeout, BodyTimeout};
-pub use serve::{serve, shutdown_signal};
+pub use serve::{listen_and_serve, serve, shutdown_signal};
 
 /// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket
 /// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`.

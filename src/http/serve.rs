@@ -196,3 +196,22 @@ pub async fn shutdown_signal() {
     }
     tracing::info!("shutdown requested");
 }
+
+/// What an application's `main` needs: binds `HOST:PORT` from the endpoint's config, logs the
+/// address, and [`serve`]s `app` until SIGTERM or Ctrl-C, draining sockets on the way out —
+/// `Phoenix.Endpoint`'s `start_link` in one call.
+pub async fn listen_and_serve(endpoint: Endpoint, app: Router) -> std::io::Result<()> {
+    let (host, port) = (endpoint.config().host.clone(), endpoint.config().port);
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot resolve {host}:{port}"),
+            )
+        })?;
+    let listener = crate::listener::bind(addr)?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    serve(endpoint, listener, app, shutdown_signal()).await
+}

@@ -58,7 +58,7 @@
 //!   tracker can merge other nodes' diffs into it.
 //!
 //! Layout: [`state`] (presences + pending diff, pure), [`phx_ref`] (ref format), [`fetch`]
-//! (the `fetch/2` hook), [`tracker`] (topics, flush tasks, exit guards), this file (the API).
+//! (the `fetch/2` hook), `tracker` (topics, flush tasks, exit guards), this file (the API).
 
 pub mod fetch;
 pub mod phx_ref;

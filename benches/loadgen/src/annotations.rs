@@ -62,7 +62,7 @@ pub struct AnnotationsArgs {
 /// What one socket saw.
 struct SockOut {
     video: usize,
-    /// counts[poster][seq]: how many times this watcher received that annotation.
+    /// `counts[poster][seq]`: how many times this watcher received that annotation.
     counts: Vec<Vec<u8>>,
     /// Broadcasts that could not be attributed (other video, unparseable body).
     foreign: u64,

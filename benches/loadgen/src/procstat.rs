@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Instant;
 
-/// Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every Linux/x86_64 and aarch64
+/// Clock ticks per second for `/proc/<pid>/stat` (USER_HZ; 100 on every Linux/x86_64 and aarch64
 /// build in practice; `getconf CLK_TCK` confirms it on this machine).
 const CLK_TCK: f64 = 100.0;
 

@@ -42,11 +42,14 @@ pub struct Migration {
     pub name: &'static str,
     /// The table the migration creates (used to detect adoption).
     pub table: &'static str,
+    /// The migration for Postgres (the book's Ecto DDL).
     pub postgres_sql: &'static str,
+    /// The same schema for SQLite.
     pub sqlite_sql: &'static str,
 }
 
 impl Migration {
+    /// This migration's SQL for `backend`.
     pub fn sql(&self, backend: Backend) -> &'static str {
         match backend {
             Backend::Postgres => self.postgres_sql,
@@ -123,13 +126,18 @@ pub const REQUIRED_COLUMNS: &[(&str, &[&str])] = &[
 /// the book add, so a database from an earlier chapter can be upgraded.
 #[derive(Debug, Clone, Copy)]
 pub struct AddableColumn {
+    /// The table it belongs to.
     pub table: &'static str,
+    /// The column's name.
     pub column: &'static str,
+    /// `ALTER TABLE … ADD COLUMN` for Postgres.
     pub postgres_ddl: &'static str,
+    /// The same for SQLite.
     pub sqlite_ddl: &'static str,
 }
 
 impl AddableColumn {
+    /// The DDL that adds this column on `backend`.
     pub fn ddl(&self, backend: Backend) -> &'static str {
         match backend {
             Backend::Postgres => self.postgres_ddl,
@@ -138,6 +146,7 @@ impl AddableColumn {
     }
 }
 
+/// The columns later chapters add, in the order they are added to an adopted database.
 pub const ADDABLE_COLUMNS: &[AddableColumn] = &[
     AddableColumn {
         table: "users",
@@ -169,6 +178,7 @@ pub const ADDABLE_COLUMNS: &[AddableColumn] = &[
 /// What a migration run did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MigrationReport {
+    /// The database it ran on.
     pub backend: Backend,
     /// Migrations run (and recorded) by this call, e.g. `"0001_create_users"`.
     pub applied: Vec<String>,

@@ -54,12 +54,19 @@ pub use seed::{seed_demo_if_empty, SeedReport};
 /// have `NULL` there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Video {
+    /// Primary key (`videos:<id>` is its channel topic).
     pub id: i64,
+    /// The video's URL (a YouTube link in the book).
     pub url: String,
+    /// Title, shown on the watch page.
     pub title: String,
+    /// Free text.
     pub description: String,
+    /// The `"elixir"` of `/watch/2-elixir`; `NULL` before the slug migration.
     pub slug: Option<String>,
+    /// Who added it.
     pub user_id: Option<i64>,
+    /// Its category, if any.
     pub category_id: Option<i64>,
 }
 
@@ -88,8 +95,11 @@ impl Video {
 /// [`AnnotationStore::credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct User {
+    /// Primary key (the id a socket token carries).
     pub id: i64,
+    /// Login name, unique.
     pub username: String,
+    /// Display name (a later chapter's column; may be `NULL`).
     pub name: Option<String>,
 }
 
@@ -97,7 +107,9 @@ pub struct User {
 /// a password).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// The user.
     pub user: User,
+    /// Comeonin's pbkdf2 or bcrypt hash, as the Elixir app stored it.
     pub password_hash: Option<String>,
 }
 
@@ -105,18 +117,24 @@ pub struct Credentials {
 /// (`{id, user: {id, username}, body, at}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Annotation {
+    /// Primary key; ids grow, which `last_seen_id` relies on.
     pub id: i64,
+    /// The text (at most 1,000 characters).
     pub body: String,
     /// Player time in milliseconds.
     pub at: i64,
+    /// The video it annotates.
     pub video_id: i64,
+    /// Who wrote it.
     pub user: User,
 }
 
 /// Which backend a store is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Backend {
+    /// PostgreSQL (tokio-postgres + deadpool-postgres).
     Postgres,
+    /// The embedded SQLite file (rusqlite).
     Sqlite,
 }
 
@@ -238,8 +256,11 @@ pub type OnCommit = Box<dyn FnOnce(&Annotation) + Send + 'static>;
 ///   store checks `deadline` before COMMIT and leaves a row whose deadline passed uncommitted;
 /// * nothing commits unbroadcast: `on_commit` runs for every committed row.
 pub struct Post {
+    /// The video annotated.
     pub video_id: i64,
+    /// The author (the socket's user).
     pub user_id: i64,
+    /// The text.
     pub body: String,
     /// Player time in milliseconds.
     pub at: i64,
@@ -311,6 +332,9 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
+    /// Defaults around a pool of `pool_size` connections (at least 1): 2 s to get a
+    /// connection or to connect, SQLite's busy timeout 5 s, migrations as [`AutoMigrate`]'s
+    /// default.
     pub fn new(pool_size: usize) -> Self {
         StoreOptions {
             pool_size: pool_size.max(1),
@@ -328,7 +352,9 @@ pub const DEFAULT_SQLITE_PATH: &str = "./data/rumbl.sqlite3";
 /// A parsed database URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
+    /// `postgres://` or `postgresql://`: the URL as given.
     Postgres(String),
+    /// `sqlite://<path>` (or no URL: [`DEFAULT_SQLITE_PATH`]).
     Sqlite(PathBuf),
 }
 

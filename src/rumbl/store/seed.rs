@@ -36,12 +36,17 @@ pub const DEMO_CATEGORIES: &[&str] = &["Education", "Conference Talks"];
 /// `/watch/2-elixir`.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoVideo {
+    /// Its fixed id (video 2 is the README's `/watch/2-elixir`).
     pub id: i64,
+    /// The demo user who added it.
     pub user_id: i64,
     /// Index into [`DEMO_CATEGORIES`].
     pub category: usize,
+    /// Title (its slug is made from it).
     pub title: &'static str,
+    /// YouTube URL.
     pub url: &'static str,
+    /// Free text.
     pub description: &'static str,
 }
 
@@ -88,9 +93,13 @@ pub const DEMO_ANNOTATIONS: &[(i64, i64, &str, i64)] = &[
 pub struct SeedReport {
     /// False when the database already had users or videos.
     pub seeded: bool,
+    /// Users inserted.
     pub users: usize,
+    /// Categories inserted.
     pub categories: usize,
+    /// Videos inserted.
     pub videos: usize,
+    /// Annotations inserted.
     pub annotations: usize,
 }
 
