@@ -3,8 +3,9 @@
 //! The SQL lives in `migrations/{postgres,sqlite}/*.sql` and is embedded
 //! with `include_str!`, so the binary needs no files at runtime. This module
 //! holds the *data* (which files, which columns the code reads, which
-//! missing columns may be added); each backend runs it with its own driver
-//! in one transaction, following the same steps:
+//! missing columns may be added) and the one runner's decisions, `plan`:
+//! each backend only reads what the database holds, asks `plan` what to run,
+//! and executes those steps with its own driver in one transaction:
 //!
 //! 1. lock (Postgres advisory lock; SQLite `BEGIN IMMEDIATE`) and create our
 //!    tracking table `phx_server_migrations` if missing;
@@ -244,6 +245,61 @@ pub(crate) fn columns_to_add(
     }
 }
 
+/// One step of a migration run, in the order the backend executes it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step {
+    /// Run this SQL (a migration's file, or a column's `ALTER TABLE`).
+    Sql(&'static str),
+    /// Record this migration in the tracking table.
+    Record(&'static Migration),
+}
+
+/// The migration runner's decisions, shared by both backends: given what the database holds
+/// (its tables, the versions recorded in the tracking table, and the columns of those of our
+/// tables that exist), the steps to run and the report they will make. Pure, so the rules are
+/// tested once without a database; each backend only reads the inputs and executes the steps
+/// in its own transaction (step 2 of the module docs).
+pub(crate) fn plan(
+    backend: Backend,
+    tables: &[String],
+    applied: &[i64],
+    columns: &dyn Fn(&str) -> Vec<String>,
+) -> Result<(Vec<Step>, MigrationReport), StoreError> {
+    let mut report = MigrationReport::new(backend);
+    report.ecto_schema_migrations = tables.iter().any(|t| t == "schema_migrations");
+    let mut steps = Vec::new();
+    for m in MIGRATIONS {
+        let table_exists = tables.iter().any(|t| t == m.table);
+        if table_exists {
+            for col in columns_to_add(m.table, &columns(m.table))? {
+                steps.push(Step::Sql(col.ddl(backend)));
+                report
+                    .added_columns
+                    .push(format!("{}.{}", col.table, col.column));
+            }
+        }
+        if applied.contains(&m.version) {
+            report.already_applied.push(m.name.to_string());
+            continue;
+        }
+        if table_exists {
+            report.adopted_tables.push(m.table.to_string());
+        }
+        steps.push(Step::Sql(m.sql(backend)));
+        steps.push(Step::Record(m));
+        report.applied.push(m.name.to_string());
+    }
+    Ok((steps, report))
+}
+
+/// The tables of [`MIGRATIONS`] that `tables` holds: the ones whose columns [`plan`] needs.
+pub(crate) fn existing_tables<'a>(tables: &'a [String]) -> impl Iterator<Item = &'static str> + 'a {
+    MIGRATIONS
+        .iter()
+        .map(|m| m.table)
+        .filter(move |t| tables.iter().any(|x| x == t))
+}
+
 /// Opens the database at `database_url` (same rules as
 /// [`open`](super::open)), applies the migrations and closes it again.
 /// Used by `phx-server migrate` and `serve --migrate`.
@@ -290,5 +346,86 @@ mod tests {
 
         let bad = columns_to_add("annotations", &["id".to_string()]);
         assert!(matches!(bad, Err(StoreError::Schema(_))));
+    }
+
+    fn strings(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Every required column of `table`, minus `without`.
+    fn columns_of(table: &str, without: &[&str]) -> Vec<String> {
+        let (_, cols) = REQUIRED_COLUMNS
+            .iter()
+            .find(|(t, _)| *t == table)
+            .expect("known table");
+        cols.iter()
+            .filter(|c| !without.contains(c))
+            .map(|c| c.to_string())
+            .collect()
+    }
+
+    fn sqls(steps: &[Step]) -> Vec<&'static str> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Sql(sql) => Some(*sql),
+                Step::Record(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fresh_database_runs_and_records_every_migration_in_order() {
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            let (steps, report) = plan(backend, &[], &[], &|_| Vec::new()).expect("plan");
+            assert_eq!(steps.len(), 2 * MIGRATIONS.len());
+            for (pair, m) in steps.chunks(2).zip(MIGRATIONS) {
+                assert!(matches!(pair[0], Step::Sql(sql) if sql == m.sql(backend)));
+                assert!(matches!(pair[1], Step::Record(r) if r.version == m.version));
+            }
+            assert_eq!(report.applied.len(), MIGRATIONS.len());
+            assert!(report.adopted_tables.is_empty() && report.added_columns.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_second_run_changes_nothing() {
+        let tables = strings(&["users", "categories", "videos", "annotations"]);
+        let applied: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        let (steps, report) =
+            plan(Backend::Sqlite, &tables, &applied, &|t| columns_of(t, &[])).expect("plan");
+        assert!(steps.is_empty());
+        assert!(report.is_noop());
+        assert_eq!(report.already_applied.len(), MIGRATIONS.len());
+    }
+
+    #[test]
+    fn an_ecto_database_from_an_early_chapter_is_adopted_and_its_columns_added() {
+        // Ecto made users and videos (before the slug and category chapters); no tracking rows.
+        let tables = strings(&["schema_migrations", "users", "videos"]);
+        let (steps, report) = plan(Backend::Postgres, &tables, &[], &|t| match t {
+            "videos" => columns_of(t, &["slug", "category_id"]),
+            _ => columns_of(t, &[]),
+        })
+        .expect("plan");
+        assert!(report.ecto_schema_migrations);
+        assert_eq!(report.adopted_tables, strings(&["users", "videos"]));
+        assert_eq!(
+            report.added_columns,
+            strings(&["videos.category_id", "videos.slug"])
+        );
+        // The ALTERs come before the videos migration's own (IF NOT EXISTS) SQL.
+        let sql = sqls(&steps);
+        let alter = sql.iter().position(|s| s.contains("ADD COLUMN slug"));
+        let create = sql.iter().position(|s| *s == MIGRATIONS[2].postgres_sql);
+        assert!(alter.is_some() && alter < create, "{sql:?}");
+        assert_eq!(report.applied.len(), MIGRATIONS.len(), "all four recorded");
+    }
+
+    #[test]
+    fn a_table_missing_a_column_we_cannot_add_refuses_the_whole_run() {
+        let tables = strings(&["annotations"]);
+        let r = plan(Backend::Sqlite, &tables, &[], &|t| columns_of(t, &["body"]));
+        assert!(matches!(r, Err(StoreError::Schema(m)) if m.contains("body")));
     }
 }

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::{NoTls, Row};
 
-use super::migrate::{columns_to_add, MigrationReport, MIGRATIONS, TRACKING_TABLE};
+use super::migrate::{existing_tables, plan, MigrationReport, Step, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
 use super::{
     redact, validate_annotation, Annotation, AnnotationStore, Backend, Credentials, Post,
@@ -96,7 +96,7 @@ impl PostgresStore {
 
     /// Ensures `table` has every column the store needs; adds the addable
     /// ones. Returns `"table.column"` for each column added.
-    async fn fix_columns(
+    async fn columns(
         tx: &deadpool_postgres::Transaction<'_>,
         table: &str,
     ) -> Result<Vec<String>, StoreError> {
@@ -107,16 +107,10 @@ impl PostgresStore {
                 &[&table],
             )
             .await?;
-        let existing = rows
+        Ok(rows
             .iter()
             .map(|r| r.try_get::<_, String>(0))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut added = Vec::new();
-        for col in columns_to_add(table, &existing)? {
-            tx.batch_execute(col.ddl(Backend::Postgres)).await?;
-            added.push(format!("{}.{}", col.table, col.column));
-        }
-        Ok(added)
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Moves `table`'s id sequence (if it has one) past `id`, so rows
@@ -364,32 +358,27 @@ impl AnnotationStore for PostgresStore {
             .map(|r| r.try_get::<_, i64>(0))
             .collect::<Result<_, _>>()?;
 
-        let mut report = MigrationReport::new(Backend::Postgres);
-        report.ecto_schema_migrations = tables.iter().any(|t| t == "schema_migrations");
-        for m in MIGRATIONS {
-            let table_exists = tables.iter().any(|t| t == m.table);
-            if table_exists {
-                report
-                    .added_columns
-                    .extend(Self::fix_columns(&tx, m.table).await?);
+        let mut columns = std::collections::HashMap::new();
+        for table in existing_tables(&tables) {
+            columns.insert(table, Self::columns(&tx, table).await?);
+        }
+        let (steps, report) = plan(Backend::Postgres, &tables, &applied, &|t| {
+            columns.get(t).cloned().unwrap_or_default()
+        })?;
+        for step in steps {
+            match step {
+                Step::Sql(sql) => tx.batch_execute(sql).await?,
+                Step::Record(m) => {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {TRACKING_TABLE} (version, name, inserted_at) \
+                             VALUES ($1, $2, {NOW_UTC})"
+                        ),
+                        &[&m.version, &m.name],
+                    )
+                    .await?;
+                }
             }
-            if applied.contains(&m.version) {
-                report.already_applied.push(m.name.to_string());
-                continue;
-            }
-            if table_exists {
-                report.adopted_tables.push(m.table.to_string());
-            }
-            tx.batch_execute(m.sql(Backend::Postgres)).await?;
-            tx.execute(
-                &format!(
-                    "INSERT INTO {TRACKING_TABLE} (version, name, inserted_at) \
-                     VALUES ($1, $2, {NOW_UTC})"
-                ),
-                &[&m.version, &m.name],
-            )
-            .await?;
-            report.applied.push(m.name.to_string());
         }
         tx.commit().await?;
         tracing::info!(?report, "postgres migrations done");

@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 
-use super::migrate::{columns_to_add, MigrationReport, MIGRATIONS, TRACKING_TABLE};
+use super::migrate::{existing_tables, plan, MigrationReport, Step, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
 use super::{
     deadline_passed, validate_annotation, Annotation, AnnotationStore, Backend, Credentials, Post,
@@ -473,35 +473,26 @@ impl AnnotationStore for SqliteStore {
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
 
-            let mut report = MigrationReport::new(Backend::Sqlite);
-            report.ecto_schema_migrations = tables.iter().any(|t| t == "schema_migrations");
-            for m in MIGRATIONS {
-                let table_exists = tables.iter().any(|t| t == m.table);
-                if table_exists {
-                    let existing = table_columns(&tx, m.table)?;
-                    for col in columns_to_add(m.table, &existing)? {
-                        tx.execute_batch(col.ddl(Backend::Sqlite))?;
-                        report
-                            .added_columns
-                            .push(format!("{}.{}", col.table, col.column));
+            let mut columns = std::collections::HashMap::new();
+            for table in existing_tables(&tables) {
+                columns.insert(table, table_columns(&tx, table)?);
+            }
+            let (steps, report) = plan(Backend::Sqlite, &tables, &applied, &|t| {
+                columns.get(t).cloned().unwrap_or_default()
+            })?;
+            for step in steps {
+                match step {
+                    Step::Sql(sql) => tx.execute_batch(sql)?,
+                    Step::Record(m) => {
+                        tx.execute(
+                            &format!(
+                                "INSERT INTO \"{TRACKING_TABLE}\" (version, name, inserted_at) \
+                                 VALUES (?1, ?2, {NOW_UTC})"
+                            ),
+                            params![m.version, m.name],
+                        )?;
                     }
                 }
-                if applied.contains(&m.version) {
-                    report.already_applied.push(m.name.to_string());
-                    continue;
-                }
-                if table_exists {
-                    report.adopted_tables.push(m.table.to_string());
-                }
-                tx.execute_batch(m.sql(Backend::Sqlite))?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO \"{TRACKING_TABLE}\" (version, name, inserted_at) \
-                         VALUES (?1, ?2, {NOW_UTC})"
-                    ),
-                    params![m.version, m.name],
-                )?;
-                report.applied.push(m.name.to_string());
             }
             tx.commit()?;
             tracing::info!(?report, "sqlite migrations done");
