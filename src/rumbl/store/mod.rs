@@ -14,9 +14,10 @@
 //! * [`postgres::PostgresStore`] — `tokio-postgres` behind a `deadpool`
 //!   pool. Used for `postgres://` / `postgresql://` URLs, including an
 //!   existing database created by the book's Ecto migrations.
-//! * [`sqlite::SqliteStore`] — `rusqlite` (bundled SQLite) on dedicated OS
-//!   threads (one writer, N readers), so blocking SQLite calls never run on
-//!   Tokio worker threads. The zero-configuration default: with no URL the
+//! * [`sqlite::SqliteStore`] — `rusqlite` (bundled SQLite) behind two
+//!   deadpool-sqlite pools (one writer connection, N readers), every call on
+//!   the blocking pool, so blocking SQLite calls never run on Tokio worker
+//!   threads. The zero-configuration default: with no URL the
 //!   file `./data/rumbl.sqlite3` is created on first start.
 //!
 //! Both backends use the book's table and column names (see

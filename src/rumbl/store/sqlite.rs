@@ -1,31 +1,31 @@
-//! SQLite backend: rusqlite (bundled) on dedicated threads.
+//! SQLite backend: rusqlite (bundled) behind two deadpool-sqlite pools.
 //!
 //! SQLite calls block, so they must never run on Tokio worker threads (a
-//! slow fsync would stall every channel on that worker). The store owns:
+//! slow fsync would stall every channel on that worker): every call runs in
+//! deadpool-sqlite's `interact`, on the blocking pool. The store owns:
 //!
-//! * one **writer** thread with one connection: all inserts, fixtures,
+//! * a **writer** pool of exactly one connection: all inserts, fixtures,
 //!   migrations and seeding go through it, so writers never fight over the
 //!   SQLite write lock inside this process (no `SQLITE_BUSY` between our own
-//!   connections);
-//! * `pool_size` (1..=4) **reader** threads, each with its own `query_only`
-//!   connection. WAL mode lets them read while the writer commits.
+//!   connections) and run one after another in the order they asked;
+//! * a **reader** pool of `pool_size` (1..=4) `query_only` connections. WAL
+//!   mode lets them read while the writer commits.
 //!
-//! Async callers send a closure over a channel and await a oneshot reply.
-//! `busy_timeout` bounds how long we wait on locks held by *other* processes
-//! (e.g. a `sqlite3` shell); past it the call fails with
-//! [`StoreError::Unavailable`]. A post lowers it to what is left of its deadline, checks the
-//! deadline again before COMMIT (past it the transaction rolls back), and runs its commit hook
-//! in a task of its own, so a cancelled caller's committed row is still broadcast.
+//! Each connection gets its settings once, when the pool creates it (a
+//! post-create hook). A panic inside a call poisons only that connection:
+//! deadpool discards it and opens a fresh one. `busy_timeout` bounds how long
+//! we wait on locks held by *other* processes (e.g. a `sqlite3` shell); past
+//! it the call fails with [`StoreError::Unavailable`]. A post lowers it to
+//! what is left of its deadline, checks the deadline again before COMMIT
+//! (past it the transaction rolls back), and runs in a task of its own, so a
+//! cancelled caller's committed row is still broadcast.
 
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::{Mutex, RwLock};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use deadpool_sqlite::{Hook, HookError, Manager, Pool, Runtime};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use super::migrate::{existing_tables, plan, MigrationReport, Step, TRACKING_TABLE};
 use super::seed::{SeedReport, DEMO_ANNOTATIONS, DEMO_CATEGORIES, DEMO_USERS, DEMO_VIDEOS};
@@ -44,8 +44,6 @@ const USER_COLUMNS: &str = "id, COALESCE(username, ''), name";
 
 const MAX_READERS: usize = 4;
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
-
 #[derive(Clone, Copy)]
 enum Lane {
     Writer,
@@ -55,25 +53,17 @@ enum Lane {
 /// SQLite implementation of [`AnnotationStore`].
 pub struct SqliteStore {
     path: PathBuf,
-    writer: RwLock<Option<mpsc::Sender<Job>>>,
-    readers: RwLock<Option<mpsc::Sender<Job>>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// One connection: every write, in order.
+    writer: Pool,
+    /// `query_only` connections for reads.
+    readers: Pool,
     /// The configured `busy_timeout`; a post lowers it to its remaining deadline.
-    busy_timeout: std::time::Duration,
+    busy_timeout: Duration,
 }
 
-fn closed() -> StoreError {
-    StoreError::Unavailable("sqlite store is closed".into())
-}
-
-/// Opens one connection with the settings every connection needs.
-fn connect(path: &Path, opts: &StoreOptions, read_only: bool) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(opts.busy_timeout)?;
+/// The settings every connection needs, applied once when the pool opens it.
+fn configure(conn: &Connection, busy_timeout: Duration, read_only: bool) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
     // Off by default in SQLite; the schema declares its foreign keys and we
     // want the same integrity as on Postgres.
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -84,89 +74,76 @@ fn connect(path: &Path, opts: &StoreOptions, read_only: bool) -> Result<Connecti
         // the file, so setting it once on the writer is enough.
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(%mode, path = %path.display(), "sqlite did not switch to WAL");
+            tracing::warn!(%mode, "sqlite did not switch to WAL");
         }
         // Safe with WAL (a power loss may drop the last commits, never
         // corrupts) and avoids an fsync per annotation.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
     }
-    Ok(conn)
+    Ok(())
 }
 
-fn spawn_worker(
-    name: String,
-    mut conn: Connection,
-    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
-) -> Result<JoinHandle<()>, StoreError> {
-    std::thread::Builder::new()
-        .name(name)
-        .spawn(move || loop {
-            // Only one idle worker waits in recv() at a time; the others wait
-            // on the mutex. Either way a job goes to exactly one worker.
-            let job = rx.lock().recv();
-            match job {
-                Ok(job) => {
-                    // A panic inside one job must not take the worker (and
-                    // with it every later call) down; the caller sees its
-                    // oneshot dropped and gets Unavailable.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
-                        tracing::error!("sqlite job panicked");
-                    }
-                }
-                Err(_) => break, // all senders dropped: store closed
-            }
-        })
-        .map_err(|e| StoreError::Other(format!("spawning sqlite worker: {e}")))
+/// A pool of `size` connections to `path`, each [`configure`]d as it is created. No wait
+/// timeout: a call waits its turn, as the deadline checks inside the calls decide.
+fn pool(
+    path: &Path,
+    size: usize,
+    busy_timeout: Duration,
+    read_only: bool,
+) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(&deadpool_sqlite::Config::new(path), Runtime::Tokio1);
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .post_create(Hook::async_fn(move |conn, _| {
+            Box::pin(async move {
+                conn.interact(move |c| configure(c, busy_timeout, read_only))
+                    .await
+                    .map_err(|e| HookError::message(e.to_string()))?
+                    .map_err(HookError::Backend)
+            })
+        }))
+        .build()
+        .map_err(|e| StoreError::Other(format!("sqlite pool: {e}")))
+}
+
+/// A pool's error as the store reports it.
+fn pool_error(e: deadpool_sqlite::PoolError) -> StoreError {
+    use deadpool_sqlite::PoolError;
+    match e {
+        PoolError::Backend(inner) => inner.into(),
+        PoolError::Closed => StoreError::Unavailable("sqlite store is closed".into()),
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable(format!("sqlite pool timeout ({kind:?})"))
+        }
+        PoolError::PostCreateHook(HookError::Backend(inner)) => inner.into(),
+        other => StoreError::Unavailable(format!("sqlite: {other}")),
+    }
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite file at `path` — including its
-    /// parent directory — and starts the worker threads. Does not migrate;
-    /// [`super::open`] does that according to [`super::AutoMigrate`].
+    /// parent directory — and its pools, opening the writer and one reader
+    /// right away so a file that cannot be opened is an error here. Does not
+    /// migrate; [`super::open`] does that according to [`super::AutoMigrate`].
     pub async fn open(path: &Path, opts: &StoreOptions) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
-        let path_buf = path.to_path_buf();
-        let opts_c = opts.clone();
         let readers_n = opts.pool_size.clamp(1, MAX_READERS);
-        // Opening may touch the disk (create file, WAL switch): blocking.
-        let (writer_conn, reader_conns) = tokio::task::spawn_blocking(move || {
-            let w = connect(&path_buf, &opts_c, false)?;
-            let rs = (0..readers_n)
-                .map(|_| connect(&path_buf, &opts_c, true))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((w, rs))
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("sqlite open task failed: {e}")))??;
-
-        let mut threads = Vec::with_capacity(readers_n + 1);
-        let (wtx, wrx) = mpsc::channel::<Job>();
-        threads.push(spawn_worker(
-            "sqlite-writer".into(),
-            writer_conn,
-            Arc::new(Mutex::new(wrx)),
-        )?);
-        let (rtx, rrx) = mpsc::channel::<Job>();
-        let rrx = Arc::new(Mutex::new(rrx));
-        for (i, conn) in reader_conns.into_iter().enumerate() {
-            threads.push(spawn_worker(
-                format!("sqlite-reader-{i}"),
-                conn,
-                rrx.clone(),
-            )?);
-        }
-        tracing::info!(path = %path.display(), readers = readers_n, "sqlite store open");
-        Ok(SqliteStore {
+        let store = SqliteStore {
             path: path.to_path_buf(),
-            writer: RwLock::new(Some(wtx)),
-            readers: RwLock::new(Some(rtx)),
-            threads: Mutex::new(threads),
+            writer: pool(path, 1, opts.busy_timeout, false)?,
+            readers: pool(path, readers_n, opts.busy_timeout, true)?,
             busy_timeout: opts.busy_timeout,
-        })
+        };
+        // The writer first: it switches a new file to WAL before anyone reads.
+        store.run(Lane::Writer, |_| Ok(())).await?;
+        store.run(Lane::Reader, |_| Ok(())).await?;
+        tracing::info!(path = %path.display(), readers = readers_n, "sqlite store open");
+        Ok(store)
     }
 
     /// The database file.
@@ -174,17 +151,21 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` on a worker thread of `lane` and awaits its result.
+    /// Runs `f` on a connection of `lane` and awaits its result.
     async fn run<T, F>(&self, lane: Lane, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run_detached(lane, f).await
+        let pool = match lane {
+            Lane::Writer => &self.writer,
+            Lane::Reader => &self.readers,
+        };
+        interact(pool.clone(), f).await
     }
 
-    /// Queues `f` on a worker thread of `lane` now; the returned future (which borrows
-    /// nothing) resolves with its result.
+    /// Starts `f` on a connection of `lane` now, in a task of its own, so it runs to the end
+    /// even if the returned future (which borrows nothing) is dropped.
     fn run_detached<T, F>(
         &self,
         lane: Lane,
@@ -194,36 +175,33 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            // The receiver may be gone (caller cancelled); nothing to do then.
-            let _ = tx.send(f(conn));
-        });
-        {
-            let guard = match lane {
-                Lane::Writer => self.writer.read(),
-                Lane::Reader => self.readers.read(),
-            };
-            let queued = guard
-                .as_ref()
-                .ok_or_else(closed)
-                .and_then(|sender| sender.send(job).map_err(|_| closed()));
-            if let Err(e) = queued {
-                return futures_or_ready(Err(e));
-            }
+        let pool = match lane {
+            Lane::Writer => self.writer.clone(),
+            Lane::Reader => self.readers.clone(),
+        };
+        let task = tokio::spawn(interact(pool, f));
+        async move {
+            task.await
+                .map_err(|_| StoreError::Unavailable("sqlite call stopped".into()))?
         }
-        futures_or_ready(Ok(rx))
     }
 }
 
-/// The future of [`SqliteStore::run_detached`]: an error found while queueing, or the job's
-/// answer.
-async fn futures_or_ready<T>(
-    queued: Result<tokio::sync::oneshot::Receiver<Result<T, StoreError>>, StoreError>,
-) -> Result<T, StoreError> {
-    queued?
-        .await
-        .map_err(|_| StoreError::Unavailable("sqlite worker stopped".into()))?
+/// One call: a connection from `pool`, `f` on the blocking pool.
+async fn interact<T, F>(pool: Pool, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    let conn = pool.get().await.map_err(pool_error)?;
+    match conn.interact(f).await {
+        Ok(result) => result,
+        Err(e) => {
+            // A panic poisons the connection; deadpool discards it on return.
+            tracing::error!("sqlite call failed: {e}");
+            Err(StoreError::Unavailable(format!("sqlite call failed: {e}")))
+        }
+    }
 }
 
 fn video_from_row(row: &Row<'_>) -> rusqlite::Result<Video> {
@@ -578,26 +556,18 @@ impl AnnotationStore for SqliteStore {
     }
 
     async fn close(&self) {
-        // Dropping the senders lets each worker finish queued jobs, exit
-        // its loop and drop (close) its connection.
-        self.writer.write().take();
-        self.readers.write().take();
-        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *self.threads.lock());
-        if threads.is_empty() {
-            return;
-        }
-        // Joining blocks; do it off the async runtime. Waiting matters: when
-        // close() returns the file handles are released.
-        let joined = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                if t.join().is_err() {
-                    tracing::error!("sqlite worker thread panicked");
-                }
+        // Refuse new calls and drop idle connections; a call in flight keeps its connection
+        // until it returns. Waiting matters: when close() returns the file handles are
+        // released (bounded, so a hung call cannot hold shutdown forever).
+        self.writer.close();
+        self.readers.close();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.writer.status().size + self.readers.status().size > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::error!("sqlite connections still in use 10 s after close");
+                return;
             }
-        })
-        .await;
-        if let Err(e) = joined {
-            tracing::error!(error = %e, "joining sqlite workers failed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
