@@ -33,6 +33,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 stage "rust: docs (missing_docs denied in the library crates; rustdoc warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked
 
+stage "rust: crate boundaries (framework without SQL drivers; no circles of module imports)"
+# The framework crate is what teams build on: its dependency tree must not pull a database.
+if cargo tree --locked -p phx-channels -e normal,build --prefix none | grep -Ei '^(rusqlite|libsqlite3-sys|tokio-postgres|postgres-|deadpool-postgres|deadpool-sqlite|sqlx|diesel|mysql)'; then
+    echo "phx-channels depends on a SQL driver (above); it must not" >&2
+    exit 1
+fi
+python3 scripts/module_cycles.py framework/src rumbl/src fixture/src protocol/src
+
 stage "rust: build"
 cargo build --workspace --locked --bins --examples
 

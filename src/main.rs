@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 #[cfg(all(unix, not(target_env = "musl")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+use phx_channels::{http, Config, Endpoint};
 use phx_protocol::etf::Term;
-use phx_server::rumbl::{app, assets, store, user_socket};
-use phx_server::{http, Config, Endpoint};
+use phx_server::fixture_app;
+use rumbl::{app, store, user_socket, RumblConfig};
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +59,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let config = match Config::from_env() {
+    let config = match Config::from_env().and_then(|c| Ok((c, RumblConfig::from_env()?))) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("configuration error: {e}");
@@ -78,9 +79,9 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve { fixture, migrate } => serve(config, fixture, migrate).await,
-            Command::Migrate => migrate(config).await,
+            Command::Migrate => migrate(&config.1).await,
             Command::Token { user_id } => {
-                let endpoint = Endpoint::builder(config).build();
+                let endpoint = Endpoint::builder(config.0).build();
                 println!(
                     "{}",
                     endpoint.sign_token(user_socket::USER_SALT, &Term::Int(user_id))
@@ -98,10 +99,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn migrate(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let mut opts = store::StoreOptions::new(config.pool_size);
+async fn migrate(rumbl: &RumblConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let mut opts = store::StoreOptions::new(rumbl.pool_size);
     opts.auto_migrate = store::AutoMigrate::Never;
-    let store = store::open_with(config.database_url.as_deref(), opts).await?;
+    let store = store::open_with(rumbl.database_url.as_deref(), opts).await?;
     let report = store.migrate().await;
     store.close().await;
     println!("{}", serde_json::to_string_pretty(&report?)?);
@@ -109,7 +110,7 @@ async fn migrate(config: Config) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn serve(
-    config: Config,
+    (config, rumbl): (Config, RumblConfig),
     with_fixture: bool,
     migrate: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -123,33 +124,36 @@ async fn serve(
     // The store first: a database that cannot be opened is a clear startup error, before
     // the port is taken.
     let is_postgres = matches!(
-        store::DatabaseUrl::parse(config.database_url.as_deref()),
+        store::DatabaseUrl::parse(rumbl.database_url.as_deref()),
         Ok(store::DatabaseUrl::Postgres(_))
     );
-    let store = app::open_store(&config, with_fixture, migrate)
-        .await
-        .map_err(|e| {
-            let hint = if is_postgres && !migrate && !with_fixture {
-                " (a new Postgres database needs `phx-server migrate` or `serve --migrate` first)"
-            } else {
-                ""
-            };
-            format!("cannot open the database: {e}{hint}")
-        })?;
+    let store = if with_fixture {
+        fixture_app::open_store(&config, &rumbl).await
+    } else {
+        app::open_demo_store(&rumbl, migrate).await
+    };
+    let store = store.map_err(|e| {
+        let hint = if is_postgres && !migrate && !with_fixture {
+            " (a new Postgres database needs `phx-server migrate` or `serve --migrate` first)"
+        } else {
+            ""
+        };
+        format!("cannot open the database: {e}{hint}")
+    })?;
     let (endpoint, router) = if with_fixture {
-        let endpoint = app::fixture_endpoint(config, store.clone());
-        let router = app::fixture_router(&endpoint);
+        let endpoint = fixture_app::endpoint(config, store.clone());
+        let router = fixture_app::router(&endpoint);
         (endpoint, router)
     } else {
-        let endpoint = app::endpoint(config, store.clone());
-        let router = app::router(&endpoint, store.clone(), assets::default_assets_dir());
+        let endpoint = app::endpoint(config, &rumbl, store.clone());
+        let router = app::router(&endpoint, &rumbl, store.clone());
         (endpoint, router)
     };
     let sockaddr = tokio::net::lookup_host(&addr)
         .await?
         .next()
         .ok_or_else(|| format!("cannot resolve {addr}"))?;
-    let listener = phx_server::listener::bind(sockaddr)?;
+    let listener = phx_channels::listener::bind(sockaddr)?;
     tracing::info!("phx-server listening on http://{}", listener.local_addr()?);
     // The accept loop runs on a worker thread, not in `block_on` on the main thread: there,
     // every accepted connection's task would have to wake a worker through a futex.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use phx_server::{fixture, http, Config, Endpoint, Router};
+use phx_channels::{http, Config, Endpoint, Router};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,11 +24,15 @@ pub struct Server {
 
 /// Starts the fixture endpoint with `extra` routes added after the fixture's.
 pub async fn start(config: Config, extra: impl FnOnce(Router) -> Router) -> Server {
-    let config = fixture::configure(config);
+    let config = phx_fixture::configure(config);
     let endpoint = Endpoint::builder(config)
-        .socket("/socket", fixture::FixtureSocket, extra(fixture::router()))
+        .socket(
+            "/socket",
+            phx_fixture::FixtureSocket,
+            extra(phx_fixture::router()),
+        )
         .build();
-    let app = http::router(&endpoint).merge(fixture::routes(&endpoint));
+    let app = http::router(&endpoint).merge(phx_fixture::routes(&endpoint));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();

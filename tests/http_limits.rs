@@ -8,8 +8,8 @@ mod common_http;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use phx_server::http::connections::REFUSAL;
-use phx_server::{fixture, http, Config, Endpoint};
+use phx_channels::http::connections::REFUSAL;
+use phx_channels::{http, Config, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -29,14 +29,14 @@ struct Server {
 }
 
 async fn start_with(tune: impl FnOnce(&mut Config)) -> Server {
-    let mut config = fixture::configure(Config::default());
+    let mut config = phx_fixture::configure(Config::default());
     config.http_header_timeout = SHORT;
     config.http_body_timeout = SHORT;
     tune(&mut config);
     let endpoint = Endpoint::builder(config)
-        .socket("/socket", fixture::FixtureSocket, fixture::router())
+        .socket("/socket", phx_fixture::FixtureSocket, phx_fixture::router())
         .build();
-    let app = http::router(&endpoint).merge(fixture::routes(&endpoint));
+    let app = http::router(&endpoint).merge(phx_fixture::routes(&endpoint));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common_ws::*;
 use futures_util::{SinkExt, StreamExt};
-use phx_server::channel::{async_trait, ChannelError, ChannelSocket, HandleResult, JoinReply};
-use phx_server::{Channel, Config, Payload, Reply, Router};
+use phx_channels::channel::{async_trait, ChannelError, ChannelSocket, HandleResult, JoinReply};
+use phx_channels::{Channel, Config, Payload, Reply, Router};
 use serde_json::{json, Value};
 use tokio::sync::{Notify, Semaphore};
 use tokio_tungstenite::tungstenite::Message;

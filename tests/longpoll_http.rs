@@ -6,8 +6,8 @@ mod common_http;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use phx_server::channel::{async_trait, Channel, ChannelError, ChannelSocket, JoinReply};
-use phx_server::{fixture, http, Config, Endpoint, Payload, Router};
+use phx_channels::channel::{async_trait, Channel, ChannelError, ChannelSocket, JoinReply};
+use phx_channels::{http, Config, Endpoint, Payload, Router};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,13 +41,13 @@ impl Channel for SlowChannel {
 }
 
 async fn start_with(tune: impl FnOnce(&mut Config)) -> Server {
-    let mut config = fixture::configure(Config::default());
+    let mut config = phx_fixture::configure(Config::default());
     tune(&mut config);
-    let router: Router = fixture::router().channel("slow:*", SlowChannel::default);
+    let router: Router = phx_fixture::router().channel("slow:*", SlowChannel::default);
     let endpoint = Endpoint::builder(config)
-        .socket("/socket", fixture::FixtureSocket, router)
+        .socket("/socket", phx_fixture::FixtureSocket, router)
         .build();
-    let app = http::router(&endpoint).merge(fixture::routes(&endpoint));
+    let app = http::router(&endpoint).merge(phx_fixture::routes(&endpoint));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(http::serve(
@@ -277,9 +277,10 @@ async fn case38_bad_session() {
     assert_ne!(t2, "garbage");
     r.expect(&format!(r#"{{"messages":[],"status":410,"token":"{t2}"}}"#));
     // A user token is signed with another salt: not a session token.
-    let user = s
-        .endpoint
-        .sign_token(fixture::USER_SALT, &phx_protocol::Term::Binary(vec![0; 16]));
+    let user = s.endpoint.sign_token(
+        phx_fixture::USER_SALT,
+        &phx_protocol::Term::Binary(vec![0; 16]),
+    );
     post(&s, &user, &[&heartbeat("1")])
         .await
         .expect(r#"{"status":410}"#);
@@ -549,7 +550,7 @@ async fn auth_token_header_and_session_token_header() {
     let s = start().await;
     let user = s
         .endpoint
-        .sign_token(fixture::USER_SALT, &phx_protocol::Term::Int(42));
+        .sign_token(phx_fixture::USER_SALT, &phx_protocol::Term::Int(42));
     let r = request(
         s.addr,
         "GET",
@@ -595,7 +596,7 @@ async fn the_clients_token_param_wins_over_the_users() {
     let s = start().await;
     let user = s
         .endpoint
-        .sign_token(fixture::USER_SALT, &phx_protocol::Term::Int(7));
+        .sign_token(phx_fixture::USER_SALT, &phx_protocol::Term::Int(7));
     // First GET: the user's `token` param is not a session token → connect with it.
     let r = get(&s, &format!("token={user}&vsn=2.0.0&")).await;
     let t = r.token();
@@ -669,7 +670,7 @@ async fn disconnect_by_socket_id_stops_the_session() {
     let s = start().await;
     let user = s
         .endpoint
-        .sign_token(fixture::USER_SALT, &phx_protocol::Term::Int(5));
+        .sign_token(phx_fixture::USER_SALT, &phx_protocol::Term::Int(5));
     let r = get(&s, &format!("token={user}&vsn=2.0.0&")).await;
     let t = r.token();
     let held = {

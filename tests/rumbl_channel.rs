@@ -16,12 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use phx_channels::{Config, Endpoint, Router};
 use phx_protocol::etf::Term;
-use phx_server::rumbl::store::{
-    self, postgres::PostgresStore, AnnotationStore, AutoMigrate, StoreOptions,
-};
-use phx_server::rumbl::{app, UserSocket, VideoChannel};
-use phx_server::{fixture, Config, Endpoint, Router};
+use rumbl::store::{self, postgres::PostgresStore, AnnotationStore, AutoMigrate, StoreOptions};
+use rumbl::{app, RumblConfig, UserSocket, VideoChannel};
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -50,7 +48,7 @@ async fn start(store: Store, fixture_mode: bool) -> Server {
         ..Config::default()
     };
     let endpoint = if fixture_mode {
-        app::fixture_endpoint(config, store.clone())
+        phx_server::fixture_app::endpoint(config, store.clone())
     } else {
         Endpoint::builder(config)
             .socket(
@@ -60,16 +58,20 @@ async fn start(store: Store, fixture_mode: bool) -> Server {
             )
             .socket(
                 "/anon",
-                fixture::FixtureSocket,
+                phx_fixture::FixtureSocket,
                 Router::new().channel("videos:*", VideoChannel::factory(store.clone(), false)),
             )
             .build()
     };
-    let router = app::router(&endpoint, store.clone(), PathBuf::from("vendor-js/dist"));
+    let rumbl = RumblConfig {
+        assets_dir: PathBuf::from("vendor-js/dist"),
+        ..RumblConfig::default()
+    };
+    let router = app::router(&endpoint, &rumbl, store.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = oneshot::channel::<()>();
-    tokio::spawn(phx_server::http::serve(
+    tokio::spawn(phx_channels::http::serve(
         endpoint.clone(),
         listener,
         router,
@@ -87,10 +89,8 @@ async fn start(store: Store, fixture_mode: bool) -> Server {
 
 impl Server {
     fn token(&self, user_id: i64) -> String {
-        self.endpoint.sign_token(
-            phx_server::rumbl::user_socket::USER_SALT,
-            &Term::Int(user_id),
-        )
+        self.endpoint
+            .sign_token(rumbl::user_socket::USER_SALT, &Term::Int(user_id))
     }
 
     async fn client(&self, user_id: i64) -> Client {

@@ -7,10 +7,10 @@ mod common_ws;
 use std::time::Duration;
 
 use common_ws::*;
-use phx_server::channel::{
+use phx_channels::channel::{
     async_trait, ChannelError, ChannelSocket, HandleResult, Info, JoinReply,
 };
-use phx_server::{Channel, Config, Payload, Reply};
+use phx_channels::{Channel, Config, Payload, Reply};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -117,7 +117,7 @@ impl Channel for GateChannel {
     }
 }
 
-fn routes(r: phx_server::Router) -> phx_server::Router {
+fn routes(r: phx_channels::Router) -> phx_channels::Router {
     r.channel("ticker:*", PingChannel::default)
         .channel("bad:*", BadChannel::default)
         .channel("gate:*", GateChannel::default)

@@ -7,8 +7,8 @@
 mod common_ws;
 
 use common_ws::*;
-use phx_server::transport::websocket::FRAGMENT_BYTES;
-use phx_server::Config;
+use phx_channels::transport::websocket::FRAGMENT_BYTES;
+use phx_channels::Config;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

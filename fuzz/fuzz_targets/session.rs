@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use phx_protocol::{FrameRef, Serializer, ServerMessage};
-use phx_server::conn::{ConnHandle, OutFrame, Outgoing};
-use phx_server::endpoint::Endpoint;
-use phx_server::mailbox::Bounds;
-use phx_server::session::Session;
-use phx_server::{fixture, Assigns, Config};
+use phx_channels::conn::{ConnHandle, OutFrame, Outgoing};
+use phx_channels::endpoint::Endpoint;
+use phx_channels::mailbox::Bounds;
+use phx_channels::session::Session;
+use phx_channels::{Assigns, Config};
+use phx_fixture as fixture;
 use serde_json::Value;
 
 /// Frames per input: enough to join, flood and leave several channels.

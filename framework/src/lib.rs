@@ -1,0 +1,62 @@
+//! # phx-channels
+//!
+//! A Phoenix Channels server in Rust that speaks Phoenix's wire protocol byte for byte, so the
+//! unmodified `phoenix` npm client (and apps built on it) connect to it unchanged.
+//!
+//! ## Layout
+//! - [`endpoint`]: the Endpoint — config, mounted sockets, PubSub, tokens, drain.
+//! - [`socket`]: the Socket behaviour (`connect`, `id`).
+//! - [`channel`]: the Channel behaviour and the `socket` a callback gets; [`channel::server`]
+//!   runs one task per joined channel.
+//! - [`router`]: topic patterns → channels.
+//! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic.
+//! - [`transport`]: WebSocket and LongPoll, sharing the handshake rules.
+//! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
+//! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
+//!   `presence_diff`s; untracks when a channel ends.
+//! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
+//! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
+//!
+//! ## From Phoenix
+//!
+//! | Elixir | here |
+//! |---|---|
+//! | `socket "/socket", UserSocket` | [`Endpoint::builder`]`(config).socket("/socket", handler, router)` |
+//! | `channel "room:*", RoomChannel` | [`Router::channel`]`("room:*", \|\| RoomChannel)` |
+//! | `connect/3`, `id/1` | [`SocketHandler::connect`], [`SocketHandler::id`] |
+//! | `join/3`, `handle_in/3`, `handle_info/2`, `handle_out/3`, `terminate/2` | the [`Channel`] trait's methods |
+//! | `push`, `broadcast!`, `broadcast_from!`, `socket_ref` + `reply` | [`ChannelSocket::push`], [`ChannelSocket::broadcast`], [`ChannelSocket::broadcast_from`], [`ChannelSocket::socket_ref`] |
+//! | `send(self(), msg)`, `Process.send_after` | [`ChannelSocket::send_self`], [`ChannelSocket::send_after`] |
+//! | `Phoenix.Presence` | [`presence::Presence`] |
+//! | `Phoenix.Token.sign/verify` | [`Endpoint::sign_token`], [`Endpoint::verify_token`] |
+//! | `Endpoint.start_link` | [`http::listen_and_serve`] |
+//!
+//! `docs/migrating-from-phoenix.md` in the repository ports a channel side by side, and
+//! `examples/` holds runnable ones (chat room, presence list, token-authenticated socket).
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod channel;
+pub mod config;
+pub mod conn;
+pub mod endpoint;
+pub mod http;
+pub mod listener;
+pub mod log_limit;
+pub mod mailbox;
+pub mod metrics;
+pub mod params;
+pub mod presence;
+pub mod pubsub;
+pub mod rate;
+pub mod router;
+pub mod session;
+pub mod socket;
+pub mod transport;
+
+pub use channel::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
+pub use config::Config;
+pub use endpoint::Endpoint;
+pub use phx_protocol::Payload;
+pub use router::Router;
+pub use socket::{Assigns, ConnectError, ConnectInfo, Params, SocketHandler};
