@@ -9,83 +9,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use phx_protocol::{Broadcast, EncodeError, Frame, Message, Reply, Serializer};
+use phx_protocol::{Broadcast, EncodeError, Message, Reply, Serializer};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+pub use crate::frame::{CloseCode, OutFrame, Text};
 use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::metrics::Metrics;
-
-/// An encoded frame as the transport writes it. Cloning is a reference-count bump, so one
-/// encoded broadcast serves every subscriber.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutFrame {
-    /// A text frame (V1/V2 JSON).
-    Text(Utf8Bytes),
-    /// A binary frame (V2 binary kinds 0/1/2).
-    Binary(Bytes),
-}
-
-impl OutFrame {
-    /// Converts a protocol frame; text frames are validated as UTF-8 once, here, so that the
-    /// per-subscriber path never looks at the bytes again.
-    pub fn from_frame(frame: Frame) -> Option<OutFrame> {
-        match frame {
-            Frame::Text(b) => Utf8Bytes::try_from(b).ok().map(OutFrame::Text),
-            Frame::Binary(b) => Some(OutFrame::Binary(b)),
-        }
-    }
-
-    /// The frame's text, if it is a text frame (LongPoll can only carry text).
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            OutFrame::Text(t) => Some(t.as_str()),
-            OutFrame::Binary(_) => None,
-        }
-    }
-
-    /// The frame's size in bytes (what it weighs in a socket's outbound queue).
-    pub fn len(&self) -> usize {
-        match self {
-            OutFrame::Text(t) => t.len(),
-            OutFrame::Binary(b) => b.len(),
-        }
-    }
-
-    /// Whether the frame is empty (never, for a Phoenix frame).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A WebSocket close code with the reason we document for it (README, "Close codes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CloseCode(pub u16, pub &'static str);
-
-impl CloseCode {
-    /// Server stopping without a drain; also our answer to a client's Close.
-    pub const NORMAL: CloseCode = CloseCode(1000, "");
-    /// `"disconnect"` broadcast on the socket id (Phoenix 1.8.8+).
-    pub const DISCONNECT: CloseCode = CloseCode(1001, "disconnected");
-    /// No frame received for the idle timeout (Bandit uses 1002).
-    pub const IDLE_TIMEOUT: CloseCode = CloseCode(1002, "idle timeout");
-    /// A text frame that is not UTF-8.
-    pub const INVALID_UTF8: CloseCode = CloseCode(1007, "invalid utf-8");
-    /// A frame larger than the configured maximum.
-    pub const TOO_BIG: CloseCode = CloseCode(1009, "frame too large");
-    /// A frame that is not a Phoenix message (Phoenix crashes the socket process here).
-    pub const MALFORMED: CloseCode = CloseCode(1011, "malformed message");
-    /// The server is shutting down and drained this socket (Phoenix's drainer).
-    pub const DRAIN: CloseCode = CloseCode(1012, "draining");
-    /// The client did not read its frames fast enough and the outbound queue filled up.
-    pub const OVERFLOW: CloseCode = CloseCode(1013, "outbound queue full");
-    /// A frame broke a documented limit (a field longer than 255 bytes, a ref that is not a
-    /// string, an integer or null).
-    pub const POLICY: CloseCode = CloseCode(1008, "policy violation");
-    /// A WebSocket protocol error (unmasked client frame, bad opcode, bad close code, ...).
-    pub const PROTOCOL: CloseCode = CloseCode(1002, "protocol error");
-}
 
 /// What the transport's writer finds in the outbound queue.
 #[derive(Debug)]
@@ -226,7 +155,7 @@ mod tests {
     use super::*;
 
     fn text(n: usize) -> OutFrame {
-        OutFrame::Text(Utf8Bytes::from("x".repeat(n)))
+        OutFrame::Text(Text::from("x".repeat(n)))
     }
 
     #[test]

@@ -36,10 +36,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod body_timeout;
 pub mod channel;
 pub mod config;
 pub mod conn;
 pub mod endpoint;
+pub mod frame;
 pub mod http;
 pub mod listener;
 pub mod log_limit;

@@ -8,8 +8,9 @@
 //! join (which Phoenix runs synchronously in the socket process) and forwarding to a channel
 //! whose inbox is full return a [`Wait`]: the transport must stop feeding frames until the
 //! wait completes and is handed to [`Session::resume`], while it keeps writing frames out.
-//! Channel exits reach the session through the socket's outbound queue
-//! ([`Outgoing::ChannelExited`](crate::conn::Outgoing)), in order with the frames.
+//! Channel exits and drain requests reach the session through the socket's outbound queue
+//! ([`Outgoing`]), in order with the frames; the transport takes that queue through
+//! [`Session::take_outgoing`], which applies them and hands over only what is written.
 //!
 //! Limits a client meets here (README, "Limits and failure behaviour"): every message takes a
 //! token from the socket's message bucket (`MAX_MESSAGES_PER_SEC`) and every join one from its
@@ -28,8 +29,9 @@ use tokio::sync::oneshot;
 
 use crate::channel::server::{self, ChannelInbox, ChannelMsg, JoinRequest};
 use crate::channel::StopReason;
-use crate::conn::{CloseCode, ConnHandle};
+use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::endpoint::{Endpoint, SocketMount};
+use crate::mailbox::Drain;
 use crate::pubsub::{Subscriber, SubscriberKind};
 use crate::rate::{Rate, TokenBucket};
 use crate::socket::Assigns;
@@ -99,6 +101,13 @@ impl Channels {
     fn len(&self) -> usize {
         self.0.len()
     }
+    /// A channel stopped (leave, stop, crash): forget its topic if it is still the current
+    /// channel there (a later join of the same topic has another id).
+    fn exited(&mut self, topic: &str, channel_id: u64) {
+        if self.get(topic).is_some_and(|e| e.id == channel_id) {
+            self.remove(topic);
+        }
+    }
 }
 
 /// Something the session is waiting for before it takes the next message.
@@ -150,6 +159,43 @@ pub struct Session {
     messages: TokenBucket,
     /// `MAX_JOINS_PER_SEC`: every join takes a token too.
     joins: TokenBucket,
+    /// The endpoint asked this socket to drain ([`Outgoing::Drain`] was taken from the queue);
+    /// the transport starts the drain once nothing else is pending.
+    drain_requested: bool,
+}
+
+/// What a transport writes for its client, as [`Session::take_outgoing`] hands it over.
+#[derive(Debug)]
+pub enum Out {
+    /// A frame to write.
+    Frame(OutFrame),
+    /// Close the connection with this code, after the frames before it; nothing follows it.
+    Close(CloseCode),
+}
+
+/// The socket's queued items, taken at once: channel exits and drain requests are applied to
+/// the session as the iterator reaches them, in order with the frames around them, so only
+/// frames and a close come out.
+pub struct Outbound<'a> {
+    channels: &'a mut Channels,
+    drain_requested: &'a mut bool,
+    items: Drain<Outgoing>,
+}
+
+impl Iterator for Outbound<'_> {
+    type Item = Out;
+    fn next(&mut self) -> Option<Out> {
+        loop {
+            match self.items.next()? {
+                Outgoing::Frame(f) => return Some(Out::Frame(f)),
+                Outgoing::Close(code) => return Some(Out::Close(code)),
+                Outgoing::ChannelExited { topic, channel_id } => {
+                    self.channels.exited(&topic, channel_id)
+                }
+                Outgoing::Drain => *self.drain_requested = true,
+            }
+        }
+    }
 }
 
 impl Session {
@@ -190,6 +236,7 @@ impl Session {
             channels: Channels::default(),
             messages,
             joins,
+            drain_requested: false,
         }
     }
 
@@ -524,12 +571,18 @@ impl Session {
         }))
     }
 
-    /// A channel stopped (leave, stop, crash): forget its topic if it is still the current
-    /// channel there.
-    pub fn channel_exited(&mut self, topic: &str, channel_id: u64) {
-        if self.channels.get(topic).is_some_and(|e| e.id == channel_id) {
-            self.channels.remove(topic);
+    /// Takes everything queued for the client (see [`Outbound`]).
+    pub fn take_outgoing(&mut self) -> Outbound<'_> {
+        Outbound {
+            items: self.conn.outbox().take_all(),
+            channels: &mut self.channels,
+            drain_requested: &mut self.drain_requested,
         }
+    }
+
+    /// Whether the endpoint asked this socket to drain (seen in [`Session::take_outgoing`]).
+    pub fn drain_requested(&self) -> bool {
+        self.drain_requested
     }
 }
 

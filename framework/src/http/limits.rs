@@ -47,23 +47,7 @@ impl Limits {
     }
 }
 
-/// The body did not arrive within `HTTP_BODY_TIMEOUT_MS` of the end of the request's head.
-#[derive(Debug, thiserror::Error)]
-#[error("request body not received within {0:?} (HTTP_BODY_TIMEOUT_MS)")]
-pub struct BodyTimeout(pub Duration);
-
-/// Whether `err`, or an error it wraps (axum and `http_body_util` wrap body errors), is a
-/// [`BodyTimeout`]: a handler that reads a body tells a slow client from a broken one with it.
-pub fn is_body_timeout(err: &(dyn StdError + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if e.is::<BodyTimeout>() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
-}
+pub use crate::body_timeout::{is_body_timeout, BodyTimeout};
 
 /// The length of the request target as the client sent it: path and query (origin form), or
 /// the whole absolute URI.

@@ -35,6 +35,7 @@ pub mod server;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::conn::Text;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,18 +44,18 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use phx_protocol::etf::Term;
 use phx_protocol::token::MaxAge;
+use phx_protocol::Serializer;
 use tokio::sync::oneshot;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use self::server::{Ack, InFrame, Limits, Request, SessionHandle};
-use super::websocket::connect_info;
+use super::handshake::{connect_info, Kind, Refusal};
 use super::{negotiate, origin};
 use crate::conn::ConnHandle;
 use crate::endpoint::{Endpoint, SocketMount};
 use crate::mailbox::{Bounds, SendError};
 use crate::params::decode_query;
 use crate::session::Session;
-use crate::socket::Params;
+use crate::socket::{Assigns, Params};
 
 /// Salt of LongPoll session tokens: a salt of their own, so that no other token the endpoint
 /// signs (user tokens, say) can be replayed as a session token.
@@ -136,26 +137,10 @@ impl LongPoll {
         peer: Option<SocketAddr>,
         body: Body,
     ) -> Response {
-        let cfg = self.endpoint.config();
-        let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
-            crate::warn_limited!(origin = origin_header, "origin check failed");
-            self.endpoint.metrics().refused.inc();
-            return status_json(403);
-        }
-        if method == Method::OPTIONS {
-            return preflight(&headers);
-        }
-        if method != Method::GET && method != Method::POST {
-            return plain(StatusCode::BAD_REQUEST);
-        }
-        let params = match decode_query(query.as_deref().unwrap_or("")) {
-            Ok(p) => p,
-            Err(e) => {
-                crate::warn_limited!("refusing LongPoll request: {e}");
-                self.endpoint.metrics().refused.inc();
-                return plain(StatusCode::BAD_REQUEST);
-            }
+        let params = match self.check(&method, query.as_deref(), &headers) {
+            Ok(Some(params)) => params,
+            Ok(None) => return preflight(&headers),
+            Err(refusal) => return refusal.into_response(Kind::LongPoll, self.endpoint.metrics()),
         };
         let token = session_token(&headers, &params);
         let found = match token.as_deref() {
@@ -184,6 +169,28 @@ impl LongPoll {
                 _ => status_json(410),
             }
         }
+    }
+
+    /// The checks every LongPoll request passes first, in Phoenix's order: check_origin, then
+    /// the method (`None`: an OPTIONS preflight, answered as such), then the query params.
+    fn check(
+        &self,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<Option<Params>, Refusal> {
+        let cfg = self.endpoint.config();
+        let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+        if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
+            return Err(Refusal::Origin(origin_header.map(str::to_string)));
+        }
+        if method == Method::OPTIONS {
+            return Ok(None);
+        }
+        if method != Method::GET && method != Method::POST {
+            return Err(Refusal::Method);
+        }
+        Ok(Some(decode_query(query.unwrap_or(""))?))
     }
 
     /// What a session token names.
@@ -231,6 +238,32 @@ impl LongPoll {
         })
     }
 
+    /// The checks of a session-creating GET, as for a WebSocket: the serializer and the
+    /// assigns `connect` gave, or why not.
+    async fn handshake(
+        &self,
+        params: &Params,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+    ) -> Result<(Serializer, Assigns), Refusal> {
+        let endpoint = &self.endpoint;
+        let max = endpoint.config().lp_max_sessions;
+        if endpoint.is_draining() {
+            return Err(Refusal::Draining);
+        }
+        if self.sessions.len() >= max {
+            return Err(Refusal::TooManySessions(max));
+        }
+        let serializer = negotiate(params)?;
+        let auth_token = headers
+            .get("x-phoenix-authtoken")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let info = connect_info(headers, peer, auth_token, Kind::LongPoll);
+        let assigns = self.mount.handler.connect(endpoint, params, &info).await?;
+        Ok((serializer, assigns))
+    }
+
     /// The handshake of a session-creating GET.
     async fn new_session(
         self: Arc<Self>,
@@ -240,37 +273,9 @@ impl LongPoll {
     ) -> Response {
         let endpoint = &self.endpoint;
         let cfg = endpoint.config();
-        if endpoint.is_draining() {
-            return plain(StatusCode::SERVICE_UNAVAILABLE);
-        }
-        if self.sessions.len() >= cfg.lp_max_sessions {
-            crate::warn_limited!(
-                max = cfg.lp_max_sessions,
-                "refusing LongPoll session: too many sessions (LP_MAX_SESSIONS)"
-            );
-            endpoint.metrics().refused.inc();
-            return plain(StatusCode::SERVICE_UNAVAILABLE);
-        }
-        let serializer = match negotiate(&params) {
-            Ok(s) => s,
-            Err(e) => {
-                crate::warn_limited!("refusing LongPoll connection: {e}");
-                endpoint.metrics().refused.inc();
-                return status_json(403);
-            }
-        };
-        let auth_token = headers
-            .get("x-phoenix-authtoken")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let info = connect_info(headers, peer, auth_token, "longpoll");
-        let assigns = match self.mount.handler.connect(endpoint, &params, &info).await {
-            Ok(a) => a,
-            Err(e) => {
-                endpoint.metrics().refused.inc();
-                crate::info_limited!("connect refused: {e}");
-                return status_json(403);
-            }
+        let (serializer, assigns) = match self.handshake(&params, headers, peer).await {
+            Ok(accepted) => accepted,
+            Err(refusal) => return refusal.into_response(Kind::LongPoll, endpoint.metrics()),
         };
         let socket_id = self.mount.handler.id(&assigns);
         tracing::debug!(?socket_id, transport = "longpoll", "CONNECTED");
@@ -299,7 +304,7 @@ impl LongPoll {
         };
         let this = self.clone();
         tokio::spawn(async move {
-            let ended = server::run(session, conn, handle, limits).await;
+            let ended = server::run(session, handle, limits).await;
             match ended {
                 server::Ended::Overflow => {
                     this.endpoint.metrics().overflow_closes.inc();
@@ -399,7 +404,7 @@ async fn read_frames(
     }
     // The HTTP layer puts a deadline on the body (`HTTP_BODY_TIMEOUT_MS`).
     let body = axum::body::to_bytes(body, max_body).await.map_err(|e| {
-        if crate::http::is_body_timeout(&e) {
+        if crate::body_timeout::is_body_timeout(&e) {
             BodyError::Timeout
         } else {
             BodyError::TooLarge(max_body)
@@ -469,7 +474,7 @@ fn common_headers(resp: &mut Response) {
 }
 
 /// A non-protocol answer (400, 503): the HTTP status with an empty body.
-fn plain(code: StatusCode) -> Response {
+pub(super) fn plain(code: StatusCode) -> Response {
     let mut resp = code.into_response();
     common_headers(&mut resp);
     resp
@@ -489,13 +494,13 @@ fn json(body: Vec<u8>) -> Response {
 }
 
 /// `{"status":N}`.
-fn status_json(status: u16) -> Response {
+pub(super) fn status_json(status: u16) -> Response {
     json(format!("{{\"status\":{status}}}").into_bytes())
 }
 
 /// `{"messages":[...],"status":N,"token":T}`: keys in Jason's order; each message is the
 /// serializer's text frame as a JSON string.
-fn poll_json(status: u16, messages: &[Utf8Bytes], token: &str) -> Response {
+fn poll_json(status: u16, messages: &[Text], token: &str) -> Response {
     let size: usize = messages.iter().map(|m| m.len() + 8).sum::<usize>() + token.len() + 48;
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(b"{\"messages\":[");
@@ -617,7 +622,7 @@ mod tests {
 
     #[test]
     fn poll_json_double_encodes_frames() {
-        let msgs = [Utf8Bytes::from_static(
+        let msgs = [Text::from(
             r#"[null,"1","phoenix","phx_reply",{"response":{},"status":"ok"}]"#,
         )];
         let resp = poll_json(200, &msgs, "T");

@@ -2,6 +2,8 @@
 //! rules (check_origin, vsn, the authToken subprotocol) live here so WebSocket and LongPoll
 //! apply them identically.
 
+mod driver;
+pub mod handshake;
 pub mod longpoll;
 pub mod origin;
 pub mod websocket;

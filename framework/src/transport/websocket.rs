@@ -21,34 +21,38 @@
 //! churn).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use phx_protocol::FrameRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::driver::{drive, ClientFrame, Inbound, Phase, Transport};
+use super::handshake::{connect_info, Kind, Refusal};
 use super::{negotiate, origin, parse_subprotocols};
-use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
+use crate::config::Config;
+use crate::conn::{CloseCode, ConnHandle, OutFrame};
 use crate::endpoint::{Endpoint, SocketMount};
-use crate::mailbox::{Bounds, Drain};
+use crate::mailbox::Bounds;
+use crate::metrics::Metrics;
 use crate::params::decode_query;
-use crate::session::{Session, Wait};
-use crate::socket::{ConnectError, ConnectInfo};
+use crate::session::{FrameError, Out, Outbound, Session};
 
 /// The WebSocket over hyper's upgraded connection.
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -63,37 +67,6 @@ pub const LINGER_BYTES: usize = 64 << 20;
 
 /// How long the Close frame itself may take to write (a client that does not read).
 const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn status(code: StatusCode) -> Response {
-    code.into_response()
-}
-
-/// Collects the connect info every transport provides.
-pub(crate) fn connect_info(
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-    auth_token: Option<String>,
-    transport: &'static str,
-) -> ConnectInfo {
-    let get = |h: header::HeaderName| {
-        headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    ConnectInfo {
-        auth_token,
-        peer,
-        host: get(header::HOST),
-        user_agent: get(header::USER_AGENT),
-        x_headers: headers
-            .iter()
-            .filter(|(k, _)| k.as_str().starts_with("x-"))
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-        transport,
-    }
-}
 
 /// Whether a comma-separated header holds `token` (case-insensitive), as `Connection: keep-alive, Upgrade`.
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -126,76 +99,55 @@ pub async fn handle(
     endpoint: Endpoint,
     mount: Arc<SocketMount>,
     peer: Option<SocketAddr>,
-    mut req: Request,
+    req: Request,
 ) -> Response {
+    let metrics = endpoint.metrics().clone();
+    match open(endpoint, mount, peer, req).await {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => refusal.into_response(Kind::WebSocket, &metrics),
+    }
+}
+
+/// The handshake checks in order, then the upgrade: the `101` response, with the socket task
+/// spawned to run once the connection is handed over.
+async fn open(
+    endpoint: Endpoint,
+    mount: Arc<SocketMount>,
+    peer: Option<SocketAddr>,
+    mut req: Request,
+) -> Result<Response, Refusal> {
     if req.method() != Method::GET {
-        return status(StatusCode::BAD_REQUEST);
+        return Err(Refusal::Method);
     }
     if endpoint.is_draining() {
-        return status(StatusCode::SERVICE_UNAVAILABLE);
+        return Err(Refusal::Draining);
     }
     let headers = req.headers();
-    let params = match decode_query(req.uri().query().unwrap_or("")) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::warn_limited!("refusing WebSocket connection: {e}");
-            endpoint.metrics().refused.inc();
-            return status(StatusCode::BAD_REQUEST);
-        }
-    };
-    let serializer = match negotiate(&params) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::warn_limited!("refusing WebSocket connection: {e}");
-            endpoint.metrics().refused.inc();
-            return status(StatusCode::FORBIDDEN);
-        }
-    };
+    let params = decode_query(req.uri().query().unwrap_or(""))?;
+    let serializer = negotiate(&params)?;
     let cfg = endpoint.config();
     let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
-        crate::warn_limited!(origin = origin_header, "origin check failed");
-        endpoint.metrics().refused.inc();
-        return status(StatusCode::FORBIDDEN);
+        return Err(Refusal::Origin(origin_header.map(str::to_string)));
     }
     let proto_header = headers
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|v| v.to_str().ok());
-    let subprotocols = match parse_subprotocols(proto_header) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::warn_limited!("refusing WebSocket connection: {e}");
-            endpoint.metrics().refused.inc();
-            return status(StatusCode::BAD_REQUEST);
-        }
-    };
+    let subprotocols = parse_subprotocols(proto_header)?;
     let offers_phoenix = subprotocols.offered.iter().any(|p| p == "phoenix");
     if !subprotocols.offered.is_empty() && !offers_phoenix {
-        endpoint.metrics().refused.inc();
-        return status(StatusCode::FORBIDDEN);
+        return Err(Refusal::NoPhoenixSubprotocol);
     }
-    let info = connect_info(headers, peer, subprotocols.auth_token, "websocket");
-    let assigns = match mount.handler.connect(&endpoint, &params, &info).await {
-        Ok(a) => a,
-        Err(e) => {
-            endpoint.metrics().refused.inc();
-            crate::info_limited!("connect refused: {e}");
-            return match e {
-                ConnectError::Refused => status(StatusCode::FORBIDDEN),
-                ConnectError::WithStatus { status: s, .. } => {
-                    status(StatusCode::from_u16(s).unwrap_or(StatusCode::FORBIDDEN))
-                }
-            };
-        }
-    };
+    let info = connect_info(headers, peer, subprotocols.auth_token, Kind::WebSocket);
+    let assigns = mount.handler.connect(&endpoint, &params, &info).await?;
     let socket_id = mount.handler.id(&assigns);
     let accept = upgrade_accept_key(req.headers());
     let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
     let (Some(accept), Some(on_upgrade)) = (accept, on_upgrade) else {
-        return (StatusCode::BAD_REQUEST, "not a valid WebSocket upgrade").into_response();
+        return Err(Refusal::NotUpgrade);
     };
     let Ok(accept) = HeaderValue::from_str(&accept) else {
-        return (StatusCode::BAD_REQUEST, "not a valid WebSocket upgrade").into_response();
+        return Err(Refusal::NotUpgrade);
     };
     tracing::debug!(?socket_id, "CONNECTED");
     let ws_config = WebSocketConfig::default()
@@ -225,8 +177,9 @@ pub async fn handle(
         ));
         let id = endpoint.next_id();
         endpoint.register(id, conn.clone());
-        let session = Session::new(endpoint.clone(), mount, conn.clone(), assigns, socket_id);
-        run(ws, session, &endpoint, &conn).await;
+        let transport = WsTransport::new(ws, cfg, endpoint.metrics().clone());
+        let session = Session::new(endpoint.clone(), mount, conn, assigns, socket_id);
+        drive(transport, session, cfg.drain_max).await;
         endpoint.unregister(id);
     });
     let mut resp = Response::new(Body::empty());
@@ -241,136 +194,163 @@ pub async fn handle(
             HeaderValue::from_static("phoenix"),
         );
     }
-    resp
+    Ok(resp)
 }
 
-/// What woke the socket task.
-enum Event {
-    Outgoing,
-    Resumed(crate::session::Resume),
-    Incoming(Option<Result<WsMessage, WsError>>),
-    Idle,
-}
-
-/// How a batch write ended.
-enum Flow {
-    Continue,
-    Close(CloseCode),
-    Dead,
-}
-
-/// How the connection ends.
-enum End {
+/// How a WebSocket connection ends.
+pub(crate) enum End {
     /// The client closed (its Close was answered) or the connection is gone.
     Quiet,
     /// We close with this code.
     Close(CloseCode),
 }
 
-async fn run(mut ws: Ws, mut session: Session, endpoint: &Endpoint, conn: &Arc<ConnHandle>) {
-    let cfg = endpoint.config();
-    let idle = cfg.idle_timeout;
-    let write_timeout = cfg.write_timeout;
-    let mut last_in = Instant::now();
-    let idle_sleep = tokio::time::sleep(idle);
-    tokio::pin!(idle_sleep);
-    let mut pending: Option<Wait> = None;
-    // A drain was asked for; it starts once nothing else is pending.
-    let mut drain_wanted = false;
-    // The drain started: no more client frames are read.
-    let mut draining = false;
+/// A frame from the client, as tungstenite decoded it (text already checked as UTF-8).
+pub(crate) enum WsIn {
+    /// A text frame.
+    Text(Utf8Bytes),
+    /// A binary frame.
+    Binary(Bytes),
+}
 
-    let end = loop {
-        if drain_wanted && pending.is_none() && !draining {
-            draining = true;
-            pending = Some(session.drain(Instant::now() + cfg.drain_max));
-        }
-        let event = tokio::select! {
-            biased;
-            _ = conn.outbox().ready() => Event::Outgoing,
-            r = async { match pending.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if pending.is_some() => Event::Resumed(r),
-            m = ws.next(), if pending.is_none() && !draining => Event::Incoming(m),
-            _ = &mut idle_sleep, if !draining => Event::Idle,
-        };
-        match event {
-            Event::Outgoing => {
-                let batch = conn.outbox().take_all();
-                // Boxed: the write path's state (feed/flush futures, the write timer) is large
-                // and only alive while writing; inline it would sit in every idle socket's task.
-                let flow = Box::pin(write_with_deadline(
-                    &mut ws,
-                    &mut session,
-                    batch,
-                    conn,
-                    write_timeout,
-                    &mut drain_wanted,
-                ))
-                .await;
-                match flow {
-                    Flow::Continue => {}
-                    Flow::Close(code) => break End::Close(code),
-                    Flow::Dead => break End::Quiet,
-                }
-            }
-            Event::Resumed(r) => {
-                pending = session.resume(r);
-            }
-            Event::Incoming(None) => break End::Quiet,
-            Event::Incoming(Some(Err(e))) => break read_error(&e, endpoint),
-            Event::Incoming(Some(Ok(msg))) => {
-                last_in = Instant::now();
-                let handled = match &msg {
-                    WsMessage::Text(t) => session.handle_frame(FrameRef::Text(t.as_str())),
-                    WsMessage::Binary(b) => session.handle_frame(FrameRef::Binary(b)),
-                    WsMessage::Close(_) => {
-                        // tungstenite queued the close reply; flush it and stop.
-                        let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, ws.flush()).await;
-                        break End::Quiet;
-                    }
-                    // Pings are answered by tungstenite; both only reset the idle clock.
-                    WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => continue,
-                };
-                match handled {
-                    Ok(wait) => pending = wait,
-                    Err(e) => {
-                        crate::warn_limited!("closing socket: {e}");
-                        endpoint.metrics().bad_frames.inc();
-                        break End::Close(e.close_code());
-                    }
-                }
-            }
-            Event::Idle => {
-                let deadline = last_in + idle;
-                if Instant::now() >= deadline {
-                    break End::Close(CloseCode::IDLE_TIMEOUT);
-                }
-                idle_sleep.as_mut().reset(deadline);
-            }
-        }
-    };
-    conn.outbox().close();
-    drop(session);
-    if let End::Close(code) = end {
-        close_and_linger(ws, code).await;
+impl ClientFrame for WsIn {
+    fn as_frame(&self) -> Result<FrameRef<'_>, FrameError> {
+        Ok(match self {
+            WsIn::Text(t) => FrameRef::Text(t.as_str()),
+            WsIn::Binary(b) => FrameRef::Binary(b),
+        })
     }
 }
 
-/// The close code for a read error, matched by type (none: the connection is just gone).
-fn read_error(e: &WsError, endpoint: &Endpoint) -> End {
-    let code = match e {
-        WsError::Capacity(_) => CloseCode::TOO_BIG,
-        WsError::Utf8(_) => CloseCode::INVALID_UTF8,
-        WsError::Protocol(_) | WsError::AttackAttempt => CloseCode::PROTOCOL,
-        _ => {
-            tracing::debug!("socket read error: {e}");
-            return End::Quiet;
+/// One WebSocket as a [`Transport`]: tungstenite's stream, the idle deadline (reset by any
+/// frame, checked lazily so it costs no timer churn) and the write timeout.
+pub(crate) struct WsTransport {
+    ws: Ws,
+    idle: Duration,
+    last_in: Instant,
+    idle_sleep: Pin<Box<Sleep>>,
+    write_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl WsTransport {
+    fn new(ws: Ws, cfg: &Config, metrics: Arc<Metrics>) -> WsTransport {
+        WsTransport {
+            ws,
+            idle: cfg.idle_timeout,
+            last_in: Instant::now(),
+            idle_sleep: Box::pin(tokio::time::sleep(cfg.idle_timeout)),
+            write_timeout: cfg.write_timeout,
+            metrics,
         }
-    };
-    crate::warn_limited!(code = code.0, "closing socket: {e}");
-    endpoint.metrics().bad_frames.inc();
-    // After a capacity error the rest of the offending frame is still unread and the codec
-    // cannot parse what follows; `close_and_linger` reads the raw connection.
-    End::Close(code)
+    }
+
+    /// The close code for a read error, matched by type (none: the connection is just gone).
+    fn read_error(&self, e: &WsError) -> End {
+        let code = match e {
+            WsError::Capacity(_) => CloseCode::TOO_BIG,
+            WsError::Utf8(_) => CloseCode::INVALID_UTF8,
+            WsError::Protocol(_) | WsError::AttackAttempt => CloseCode::PROTOCOL,
+            _ => {
+                tracing::debug!("socket read error: {e}");
+                return End::Quiet;
+            }
+        };
+        crate::warn_limited!(code = code.0, "closing socket: {e}");
+        self.metrics.bad_frames.inc();
+        // After a capacity error the rest of the offending frame is still unread and the
+        // codec cannot parse what follows; `close_and_linger` reads the raw connection.
+        End::Close(code)
+    }
+
+    /// Writes a batch: frames fed, one flush, then the close if one was queued.
+    async fn write_batch(&mut self, out: Outbound<'_>) -> Option<End> {
+        let mut wrote = false;
+        let mut close = None;
+        for item in out {
+            match item {
+                Out::Frame(f) => {
+                    if feed_message(&mut self.ws, f).await.is_err() {
+                        return Some(End::Quiet);
+                    }
+                    wrote = true;
+                }
+                Out::Close(code) => {
+                    close = Some(code);
+                    break;
+                }
+            }
+        }
+        if wrote && self.ws.flush().await.is_err() {
+            return Some(End::Quiet);
+        }
+        close.map(End::Close)
+    }
+}
+
+impl Transport for WsTransport {
+    type Frame = WsIn;
+    type End = End;
+
+    async fn recv(&mut self, phase: Phase) -> Inbound<WsIn, End> {
+        if phase == Phase::Draining {
+            return std::future::pending().await;
+        }
+        tokio::select! {
+            m = self.ws.next(), if phase == Phase::Open => match m {
+                None => Inbound::End(End::Quiet),
+                Some(Err(e)) => Inbound::End(self.read_error(&e)),
+                Some(Ok(msg)) => {
+                    self.last_in = Instant::now();
+                    match msg {
+                        WsMessage::Text(t) => Inbound::Frame(WsIn::Text(t)),
+                        WsMessage::Binary(b) => Inbound::Frame(WsIn::Binary(b)),
+                        WsMessage::Close(_) => {
+                            // tungstenite queued the close reply; flush it and stop.
+                            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
+                            Inbound::End(End::Quiet)
+                        }
+                        // Pings are answered by tungstenite; both only reset the idle clock.
+                        WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {
+                            Inbound::Handled
+                        }
+                    }
+                }
+            },
+            _ = self.idle_sleep.as_mut() => {
+                let deadline = self.last_in + self.idle;
+                if Instant::now() >= deadline {
+                    return Inbound::End(End::Close(CloseCode::IDLE_TIMEOUT));
+                }
+                self.idle_sleep.as_mut().reset(deadline);
+                Inbound::Handled
+            }
+        }
+    }
+
+    /// Writes unless the socket is killed (overflow) or the client stops reading for the
+    /// write timeout.
+    async fn send(&mut self, out: Outbound<'_>, conn: &ConnHandle) -> Option<End> {
+        let timeout = self.write_timeout;
+        tokio::select! {
+            biased;
+            end = self.write_batch(out) => end,
+            _ = conn.killed() => Some(End::Quiet),
+            _ = tokio::time::sleep(timeout) => Some(End::Quiet),
+        }
+    }
+
+    fn refuse(&mut self, error: FrameError) -> End {
+        crate::warn_limited!("closing socket: {error}");
+        self.metrics.bad_frames.inc();
+        End::Close(error.close_code())
+    }
+
+    async fn finish(self, end: &End) {
+        if let End::Close(code) = end {
+            close_and_linger(self.ws, *code).await;
+        }
+    }
 }
 
 /// Sends a Close frame with `code`, then lets the connection end with FIN, not RST: shuts the
@@ -422,21 +402,23 @@ pub const FRAGMENT_BYTES: usize = 16 * 1024;
 
 /// Feeds one outbound message: whole when it is small, else flushed fragment by fragment.
 async fn feed_message(ws: &mut Ws, frame: OutFrame) -> Result<(), WsError> {
-    let (data, opcode, len) = match frame {
-        OutFrame::Text(t) if t.len() <= FRAGMENT_BYTES => return ws.feed(WsMessage::Text(t)).await,
-        OutFrame::Binary(b) if b.len() <= FRAGMENT_BYTES => {
-            return ws.feed(WsMessage::Binary(b)).await
-        }
-        OutFrame::Text(t) => {
-            let b = Bytes::from(t);
-            let len = b.len();
-            (b, Data::Text, len)
-        }
-        OutFrame::Binary(b) => {
-            let len = b.len();
-            (b, Data::Binary, len)
-        }
+    // Our frame → tungstenite's, here at the edge: the bytes are shared, not copied, and a
+    // text frame (checked as UTF-8 when it was encoded) goes out as a text data frame without
+    // being checked again.
+    let (data, opcode) = match frame {
+        OutFrame::Text(t) => (t.into_bytes(), Data::Text),
+        OutFrame::Binary(b) => (b, Data::Binary),
     };
+    let len = data.len();
+    if len <= FRAGMENT_BYTES {
+        return ws
+            .feed(WsMessage::Frame(WsFrame::message(
+                data,
+                OpCode::Data(opcode),
+                true,
+            )))
+            .await;
+    }
     let mut start = 0;
     while start < len {
         let end = (start + FRAGMENT_BYTES).min(len);
@@ -447,57 +429,4 @@ async fn feed_message(ws: &mut Ws, frame: OutFrame) -> Result<(), WsError> {
         start = end;
     }
     Ok(())
-}
-
-/// Writes a batch unless the socket is killed (overflow) or the client stops reading for
-/// `timeout`.
-async fn write_with_deadline(
-    ws: &mut Ws,
-    session: &mut Session,
-    batch: Drain<Outgoing>,
-    conn: &ConnHandle,
-    timeout: Duration,
-    drain_wanted: &mut bool,
-) -> Flow {
-    tokio::select! {
-        biased;
-        f = write_batch(ws, session, batch, drain_wanted) => f,
-        _ = conn.killed() => Flow::Dead,
-        _ = tokio::time::sleep(timeout) => Flow::Dead,
-    }
-}
-
-async fn write_batch(
-    ws: &mut Ws,
-    session: &mut Session,
-    batch: Drain<Outgoing>,
-    drain_wanted: &mut bool,
-) -> Flow {
-    let mut wrote = false;
-    let mut close = None;
-    for item in batch {
-        match item {
-            Outgoing::Frame(f) => {
-                if feed_message(ws, f).await.is_err() {
-                    return Flow::Dead;
-                }
-                wrote = true;
-            }
-            Outgoing::ChannelExited { topic, channel_id } => {
-                session.channel_exited(&topic, channel_id)
-            }
-            Outgoing::Drain => *drain_wanted = true,
-            Outgoing::Close(code) => {
-                close = Some(code);
-                break;
-            }
-        }
-    }
-    if wrote && ws.flush().await.is_err() {
-        return Flow::Dead;
-    }
-    match close {
-        Some(code) => Flow::Close(code),
-        None => Flow::Continue,
-    }
 }

@@ -16,18 +16,19 @@
 //! socket is closed from outside.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use phx_protocol::FrameRef;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio::time::{Instant, Sleep};
 
-use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
+use super::super::driver::{drive, ClientFrame, Inbound, Phase, Transport};
+use crate::conn::{CloseCode, ConnHandle, OutFrame, Text};
 use crate::mailbox::{Bounds, Mailbox};
-use crate::session::{FrameError, Resume, Session, Wait};
+use crate::session::{FrameError, Out, Outbound, Session};
 
 /// A client frame from a POST body, not decoded yet (the session decodes in order, so that
 /// frames before a malformed one are still processed, as in Phoenix).
@@ -55,7 +56,7 @@ pub enum Ack {
 /// What the HTTP side asks of a session.
 pub enum Request {
     /// A poll: answered with the buffered frames (an empty list means "nothing yet": 204).
-    Poll(oneshot::Sender<Vec<Utf8Bytes>>),
+    Poll(oneshot::Sender<Vec<Text>>),
     /// A POSTed batch, acknowledged once processed.
     Publish {
         /// The frames, in body order.
@@ -125,24 +126,15 @@ struct Batch {
     ack: oneshot::Sender<Ack>,
 }
 
-/// What woke the task.
-enum Event {
-    Outgoing,
-    Resumed(Resume),
-    FrameTimeout,
-    Request(Option<Request>),
-    Expiry,
-}
-
 /// Frames waiting for the next poll, and their size.
 #[derive(Default)]
 struct Buffer {
-    frames: Vec<Utf8Bytes>,
+    frames: Vec<Text>,
     bytes: usize,
 }
 
 impl Buffer {
-    fn push(&mut self, frame: Utf8Bytes) {
+    fn push(&mut self, frame: Text) {
         self.bytes += frame.len();
         self.frames.push(frame);
     }
@@ -156,7 +148,7 @@ impl Buffer {
     }
 
     /// Hands the buffer to a waiting poll; if that poll already gave up, keeps the frames.
-    fn deliver(&mut self, waiter: oneshot::Sender<Vec<Utf8Bytes>>) {
+    fn deliver(&mut self, waiter: oneshot::Sender<Vec<Text>>) {
         let frames = std::mem::take(&mut self.frames);
         let bytes = std::mem::take(&mut self.bytes);
         if let Err(frames) = waiter.send(frames) {
@@ -166,17 +158,18 @@ impl Buffer {
     }
 }
 
-/// Decodes and dispatches one POSTed frame (the session applies the same checks as for a
-/// WebSocket frame).
-fn handle_frame(session: &mut Session, frame: &InFrame) -> Result<Option<Wait>, FrameError> {
-    match frame {
-        InFrame::Text(b) => match std::str::from_utf8(b) {
-            Ok(text) => session.handle_frame(FrameRef::Text(text)),
-            Err(_) => Err(FrameError::Malformed(phx_protocol::DecodeError::Json(
-                "text frame is not UTF-8".into(),
-            ))),
-        },
-        InFrame::Binary(b) => session.handle_frame(FrameRef::Binary(b)),
+impl ClientFrame for InFrame {
+    /// The session applies the same checks as for a WebSocket frame; a text line that is not
+    /// UTF-8 is malformed (a WebSocket would have closed with 1007).
+    fn as_frame(&self) -> Result<FrameRef<'_>, FrameError> {
+        match self {
+            InFrame::Text(b) => std::str::from_utf8(b).map(FrameRef::Text).map_err(|_| {
+                FrameError::Malformed(phx_protocol::DecodeError::Json(
+                    "text frame is not UTF-8".into(),
+                ))
+            }),
+            InFrame::Binary(b) => Ok(FrameRef::Binary(b)),
+        }
     }
 }
 
@@ -184,7 +177,7 @@ fn handle_frame(session: &mut Session, frame: &InFrame) -> Result<Option<Wait>, 
 /// arrives within `window` (other requests meanwhile are refused as for a closed session).
 async fn hand_over(
     buffer: &mut Buffer,
-    waiter: Option<oneshot::Sender<Vec<Utf8Bytes>>>,
+    waiter: Option<oneshot::Sender<Vec<Text>>>,
     handle: &SessionHandle,
     window: Duration,
 ) {
@@ -210,186 +203,217 @@ async fn hand_over(
     }
 }
 
-/// Runs a session until it ends; the caller unregisters it.
-pub async fn run(
-    mut session: Session,
-    conn: Arc<ConnHandle>,
+/// One LongPoll session as a [`Transport`]: the HTTP side's requests, the POSTed batches
+/// being fed to the session, the frames buffered for the next poll, and the two timers.
+struct LongPollTransport {
     handle: Arc<SessionHandle>,
     limits: Limits,
-) -> Ended {
-    let window = limits.window;
-    // Phoenix: `trunc(window_ms * 1.5)`.
-    let expiry = Duration::from_millis((window.as_millis() as u64).saturating_mul(3) / 2);
-    let mut last_poll = Instant::now();
-    let expiry_sleep = tokio::time::sleep_until(last_poll + expiry);
-    tokio::pin!(expiry_sleep);
-    let frame_sleep = tokio::time::sleep(window);
-    tokio::pin!(frame_sleep);
-    let mut frame_armed = false;
-    let mut pending: Option<Wait> = None;
-    // Batches in arrival order; the front one is being processed. Normally at most one (the
-    // client waits for each ack), but a client that aborted a POST may have sent the next.
-    let mut batches: VecDeque<Batch> = VecDeque::new();
-    let mut waiter: Option<oneshot::Sender<Vec<Utf8Bytes>>> = None;
-    let mut buffer = Buffer::default();
-    let mut out: Vec<Outgoing> = Vec::new();
-    let mut warned_binary = false;
-    // A drain was asked for; it starts once nothing else is pending.
-    let mut drain_wanted = false;
-    let mut draining = false;
+    /// Phoenix: `trunc(window_ms * 1.5)` without a poll ends the session.
+    expiry: Duration,
+    last_poll: Instant,
+    expiry_sleep: Pin<Box<Sleep>>,
+    /// Armed while the session waits on a frame of the front batch: 408 after `window`.
+    frame_sleep: Pin<Box<Sleep>>,
+    frame_armed: bool,
+    /// Batches in arrival order; the front one is being processed. Normally at most one (the
+    /// client waits for each ack), but a client that aborted a POST may have sent the next.
+    batches: VecDeque<Batch>,
+    /// The poll being held, if any.
+    waiter: Option<oneshot::Sender<Vec<Text>>>,
+    buffer: Buffer,
+    warned_binary: bool,
+}
 
-    let ended = 'run: loop {
-        if drain_wanted && pending.is_none() && !draining {
-            draining = true;
-            // Frames of a batch not dispatched yet are not processed: their POST gets 408, so
-            // the client knows they were not taken (nothing acknowledged is lost).
-            for b in batches.drain(..) {
-                let _ = b.ack.send(Ack::Timeout);
-            }
-            frame_armed = false;
-            pending = Some(session.drain(Instant::now() + limits.drain_max));
+impl LongPollTransport {
+    fn new(handle: Arc<SessionHandle>, limits: Limits) -> LongPollTransport {
+        let expiry =
+            Duration::from_millis((limits.window.as_millis() as u64).saturating_mul(3) / 2);
+        let now = Instant::now();
+        LongPollTransport {
+            handle,
+            limits,
+            expiry,
+            last_poll: now,
+            expiry_sleep: Box::pin(tokio::time::sleep_until(now + expiry)),
+            frame_sleep: Box::pin(tokio::time::sleep(limits.window)),
+            frame_armed: false,
+            batches: VecDeque::new(),
+            waiter: None,
+            buffer: Buffer::default(),
+            warned_binary: false,
         }
-        let event = tokio::select! {
-            biased;
-            _ = conn.outbox().ready() => Event::Outgoing,
-            r = async { match pending.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if pending.is_some() => Event::Resumed(r),
-            _ = &mut frame_sleep, if frame_armed => Event::FrameTimeout,
-            r = handle.requests.recv() => Event::Request(r),
-            _ = &mut expiry_sleep => Event::Expiry,
-        };
-        match event {
-            Event::Outgoing => {
-                conn.outbox().try_recv_many(&mut out);
-                for item in out.drain(..) {
-                    match item {
-                        Outgoing::Frame(OutFrame::Text(t)) => buffer.push(t),
-                        Outgoing::Drain => drain_wanted = true,
-                        Outgoing::Frame(OutFrame::Binary(_)) => {
-                            // A binary frame cannot travel inside the JSON poll response.
-                            if !warned_binary {
-                                warned_binary = true;
-                                tracing::warn!(
-                                    "dropping binary frame: binary messages are not supported \
-                                     over LongPoll"
-                                );
-                            }
-                        }
-                        Outgoing::ChannelExited { topic, channel_id } => {
-                            session.channel_exited(&topic, channel_id)
-                        }
-                        Outgoing::Close(code) => {
-                            if code == CloseCode::DRAIN && !buffer.is_empty() {
-                                // Replies to what the client sent before the drain: hand them
-                                // to its next poll before the session goes.
-                                hand_over(&mut buffer, waiter.take(), &handle, limits.window).await;
-                            }
-                            break 'run Ended::Closed(code);
-                        }
-                    }
-                }
-                if out.capacity() > 256 {
-                    out = Vec::new();
-                }
-                if buffer.over(&limits) {
-                    break 'run Ended::Overflow;
-                }
-                if !buffer.is_empty() {
-                    if let Some(w) = waiter.take() {
-                        buffer.deliver(w);
-                    }
-                }
-            }
-            Event::Resumed(r) => {
-                pending = session.resume(r);
-                if pending.is_none() {
-                    frame_armed = false;
-                }
-            }
-            Event::FrameTimeout => {
-                frame_armed = false;
-                if let Some(b) = batches.pop_front() {
-                    tracing::warn!(
-                        skipped = b.frames.len(),
-                        "LongPoll frame not processed within the window: 408"
-                    );
-                    let _ = b.ack.send(Ack::Timeout);
-                }
-                if pending.is_some() && !batches.is_empty() {
-                    // The next batch waits behind the same frame, with a window of its own.
-                    frame_sleep.as_mut().reset(Instant::now() + window);
-                    frame_armed = true;
-                }
-            }
-            Event::Request(None) => break 'run Ended::Closed(CloseCode::NORMAL),
-            Event::Request(Some(Request::Poll(tx))) => {
-                last_poll = Instant::now();
-                if !buffer.is_empty() {
-                    buffer.deliver(tx);
-                } else if let Some(old) = waiter.replace(tx) {
+    }
+
+    fn arm_frame_timer(&mut self) {
+        self.frame_sleep
+            .as_mut()
+            .reset(Instant::now() + self.limits.window);
+        self.frame_armed = true;
+    }
+
+    fn request(&mut self, req: Option<Request>, phase: Phase) -> Inbound<InFrame, Ended> {
+        match req {
+            None => Inbound::End(Ended::Closed(CloseCode::NORMAL)),
+            Some(Request::Poll(tx)) => {
+                self.last_poll = Instant::now();
+                if !self.buffer.is_empty() {
+                    self.buffer.deliver(tx);
+                } else if let Some(old) = self.waiter.replace(tx) {
                     // A newer poll replaces an older one, which is told "nothing yet".
                     let _ = old.send(Vec::new());
                 }
+                Inbound::Handled
             }
-            Event::Request(Some(Request::Publish { frames, ack })) => {
-                if draining {
+            Some(Request::Publish { frames, ack }) => {
+                if phase == Phase::Draining {
                     let _ = ack.send(Ack::Timeout);
-                    continue;
+                    return Inbound::Handled;
                 }
-                batches.push_back(Batch {
+                self.batches.push_back(Batch {
                     frames: frames.into(),
                     ack,
                 });
-                if pending.is_some() && !frame_armed {
+                if phase == Phase::Waiting && !self.frame_armed {
                     // Still waiting for a frame of an earlier, timed-out batch.
-                    frame_sleep.as_mut().reset(Instant::now() + window);
-                    frame_armed = true;
+                    self.arm_frame_timer();
                 }
-            }
-            Event::Expiry => {
-                let deadline = last_poll + expiry;
-                if Instant::now() >= deadline {
-                    break 'run Ended::Expired;
-                }
-                expiry_sleep.as_mut().reset(deadline);
+                Inbound::Handled
             }
         }
-        // Feed the current batch to the session until it must wait or the batch is done.
-        while pending.is_none() && !draining {
-            let Some(b) = batches.front_mut() else { break };
-            let Some(frame) = b.frames.pop_front() else {
-                if let Some(b) = batches.pop_front() {
+    }
+
+    fn frame_timeout(&mut self, phase: Phase) {
+        self.frame_armed = false;
+        if let Some(b) = self.batches.pop_front() {
+            tracing::warn!(
+                skipped = b.frames.len(),
+                "LongPoll frame not processed within the window: 408"
+            );
+            let _ = b.ack.send(Ack::Timeout);
+        }
+        if phase == Phase::Waiting && !self.batches.is_empty() {
+            // The next batch waits behind the same frame, with a window of its own.
+            self.arm_frame_timer();
+        }
+    }
+}
+
+impl Transport for LongPollTransport {
+    type Frame = InFrame;
+    type End = Ended;
+
+    async fn recv(&mut self, phase: Phase) -> Inbound<InFrame, Ended> {
+        if phase == Phase::Open {
+            // Feed the current batch to the session, one frame per call, acknowledging each
+            // batch once all its frames were processed.
+            while let Some(b) = self.batches.front_mut() {
+                if let Some(frame) = b.frames.pop_front() {
+                    return Inbound::Frame(frame);
+                }
+                if let Some(b) = self.batches.pop_front() {
                     let _ = b.ack.send(Ack::Ok);
                 }
-                continue;
-            };
-            match handle_frame(&mut session, &frame) {
-                Ok(wait) => {
-                    pending = wait;
-                    if pending.is_some() {
-                        frame_sleep.as_mut().reset(Instant::now() + window);
-                        frame_armed = true;
+            }
+        }
+        tokio::select! {
+            _ = self.frame_sleep.as_mut(), if self.frame_armed => {
+                self.frame_timeout(phase);
+                Inbound::Handled
+            }
+            r = self.handle.requests.recv() => self.request(r, phase),
+            _ = self.expiry_sleep.as_mut() => {
+                let deadline = self.last_poll + self.expiry;
+                if Instant::now() >= deadline {
+                    return Inbound::End(Ended::Expired);
+                }
+                self.expiry_sleep.as_mut().reset(deadline);
+                Inbound::Handled
+            }
+        }
+    }
+
+    async fn send(&mut self, out: Outbound<'_>, _conn: &ConnHandle) -> Option<Ended> {
+        for item in out {
+            match item {
+                Out::Frame(OutFrame::Text(t)) => self.buffer.push(t),
+                Out::Frame(OutFrame::Binary(_)) => {
+                    // A binary frame cannot travel inside the JSON poll response.
+                    if !self.warned_binary {
+                        self.warned_binary = true;
+                        tracing::warn!(
+                            "dropping binary frame: binary messages are not supported over \
+                             LongPoll"
+                        );
                     }
                 }
-                Err(e) => {
-                    crate::warn_limited!("closing LongPoll session: {e}");
-                    if let Some(b) = batches.pop_front() {
-                        let _ = b.ack.send(Ack::Malformed);
+                Out::Close(code) => {
+                    if code == CloseCode::DRAIN && !self.buffer.is_empty() {
+                        // Replies to what the client sent before the drain: hand them to its
+                        // next poll before the session goes.
+                        hand_over(
+                            &mut self.buffer,
+                            self.waiter.take(),
+                            &self.handle,
+                            self.limits.window,
+                        )
+                        .await;
                     }
-                    break 'run Ended::Malformed;
+                    return Some(Ended::Closed(code));
                 }
             }
         }
-    };
-    // Later requests fail at once; queued ones are dropped, so their callers see the session
-    // gone instead of waiting out their window.
-    handle.requests.close();
-    let mut queued = Vec::new();
-    handle.requests.try_recv_many(&mut queued);
-    drop(queued);
-    conn.outbox().close();
-    // Dropping the session stops its channels ({:shutdown, :closed}), as when a socket closes.
-    drop(session);
-    drop(waiter);
-    drop(batches);
-    ended
+        if self.buffer.over(&self.limits) {
+            return Some(Ended::Overflow);
+        }
+        if !self.buffer.is_empty() {
+            if let Some(w) = self.waiter.take() {
+                self.buffer.deliver(w);
+            }
+        }
+        None
+    }
+
+    fn waiting(&mut self, waiting: bool) {
+        if waiting {
+            self.arm_frame_timer();
+        } else {
+            self.frame_armed = false;
+        }
+    }
+
+    fn drain_started(&mut self) {
+        // Frames of a batch not dispatched yet are not processed: their POST gets 408, so the
+        // client knows they were not taken (nothing acknowledged is lost).
+        for b in self.batches.drain(..) {
+            let _ = b.ack.send(Ack::Timeout);
+        }
+        self.frame_armed = false;
+    }
+
+    fn refuse(&mut self, error: FrameError) -> Ended {
+        crate::warn_limited!("closing LongPoll session: {error}");
+        if let Some(b) = self.batches.pop_front() {
+            let _ = b.ack.send(Ack::Malformed);
+        }
+        Ended::Malformed
+    }
+
+    async fn finish(self, _end: &Ended) {
+        // Later requests fail at once; queued ones are dropped, so their callers see the
+        // session gone instead of waiting out their window. A held poll sees its sender
+        // dropped (410), as do the acks of batches still queued.
+        self.handle.requests.close();
+        let mut queued = Vec::new();
+        self.handle.requests.try_recv_many(&mut queued);
+    }
+}
+
+/// Runs a session until it ends; the caller unregisters it.
+pub async fn run(session: Session, handle: Arc<SessionHandle>, limits: Limits) -> Ended {
+    drive(
+        LongPollTransport::new(handle, limits),
+        session,
+        limits.drain_max,
+    )
+    .await
 }
