@@ -264,7 +264,12 @@ impl LongPoll {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let info = connect_info(headers, peer, auth_token, "longpoll");
-        let assigns = match self.mount.handler.connect(endpoint, &params, &info).await {
+        let assigns = match self
+            .mount
+            .handler
+            .connect(endpoint.context(), &params, &info)
+            .await
+        {
             Ok(a) => a,
             Err(e) => {
                 endpoint.metrics().refused.inc();

@@ -175,7 +175,11 @@ pub async fn handle(
         return status(StatusCode::FORBIDDEN);
     }
     let info = connect_info(headers, peer, subprotocols.auth_token, "websocket");
-    let assigns = match mount.handler.connect(&endpoint, &params, &info).await {
+    let assigns = match mount
+        .handler
+        .connect(endpoint.context(), &params, &info)
+        .await
+    {
         Ok(a) => a,
         Err(e) => {
             endpoint.metrics().refused.inc();
