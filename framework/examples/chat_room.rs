@@ -29,8 +29,8 @@
 
 use phx_channels::channel::{async_trait, ChannelError};
 use phx_channels::{
-    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Endpoint, HandleResult,
-    JoinReply, Params, Payload, Router, SocketHandler,
+    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Context, Endpoint,
+    HandleResult, JoinReply, Params, Payload, Router, SocketHandler,
 };
 use serde_json::{json, Value};
 
@@ -41,7 +41,7 @@ struct UserSocket;
 impl SocketHandler for UserSocket {
     async fn connect(
         &self,
-        _endpoint: &Endpoint,
+        _ctx: &Context,
         _params: &Params,
         _info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {

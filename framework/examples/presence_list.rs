@@ -33,8 +33,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use phx_channels::channel::{async_trait, ChannelError, Info};
 use phx_channels::presence::Presence;
 use phx_channels::{
-    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Endpoint, HandleResult,
-    JoinReply, Params, Payload, Router, SocketHandler,
+    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Context, Endpoint,
+    HandleResult, JoinReply, Params, Payload, Router, SocketHandler,
 };
 use serde_json::{json, Value};
 
@@ -45,7 +45,7 @@ struct UserSocket;
 impl SocketHandler for UserSocket {
     async fn connect(
         &self,
-        _endpoint: &Endpoint,
+        _ctx: &Context,
         _params: &Params,
         _info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {

@@ -35,8 +35,8 @@
 
 use phx_channels::channel::{async_trait, ChannelError};
 use phx_channels::{
-    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Endpoint, HandleResult,
-    JoinReply, Params, Payload, Reply, Router, SocketHandler,
+    Assigns, Channel, ChannelSocket, Config, ConnectError, ConnectInfo, Context, Endpoint,
+    HandleResult, JoinReply, Params, Payload, Reply, Router, SocketHandler,
 };
 use phx_protocol::{MaxAge, Term};
 use serde_json::{json, Value};
@@ -53,7 +53,7 @@ struct UserSocket;
 impl SocketHandler for UserSocket {
     async fn connect(
         &self,
-        endpoint: &Endpoint,
+        ctx: &Context,
         params: &Params,
         _info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {
@@ -61,7 +61,7 @@ impl SocketHandler for UserSocket {
             .get("token")
             .and_then(Value::as_str)
             .ok_or(ConnectError::Refused)?;
-        match endpoint.verify_token(SALT, token, Some(MaxAge::Seconds(MAX_AGE_SECS))) {
+        match ctx.verify_token(SALT, token, Some(MaxAge::Seconds(MAX_AGE_SECS))) {
             Ok(Term::Int(user_id)) => {
                 let mut assigns = Assigns::new();
                 assigns.insert("user_id".into(), json!(user_id));

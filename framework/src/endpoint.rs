@@ -1,19 +1,25 @@
-//! The Endpoint: configuration, mounted sockets, PubSub, tokens, and the live-socket registry
-//! used to drain on shutdown. Cheap to clone (an `Arc`), handed to every channel.
+//! The Endpoint: the mounted sockets and the live-socket registry used to drain on shutdown,
+//! around a [`Context`] (configuration, tokens, PubSub, counters) that sockets and channels get
+//! instead of the endpoint itself. Cheap to clone (an `Arc`).
+//!
+//! What only the endpoint owns stays here: callbacks never register sockets or start a drain,
+//! and keeping those out of the [`Context`] is what lets the socket and channel modules not
+//! depend on this one, which mounts them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use phx_protocol::etf::Term;
-use phx_protocol::token::{self, MaxAge, TokenError, TokenKey};
+use phx_protocol::token::{MaxAge, TokenError};
 use phx_protocol::Payload;
 use rand::Rng;
 
 use crate::config::{Config, SocketOptions};
 use crate::conn::ConnHandle;
+use crate::context::Context;
 use crate::metrics::Metrics;
-use crate::pubsub::{BroadcastMsg, LocalPubSub, PubSub};
+use crate::pubsub::PubSub;
 use crate::router::Router;
 use crate::socket::SocketHandler;
 
@@ -31,16 +37,8 @@ pub struct SocketMount {
 }
 
 struct Inner {
-    /// Configuration.
-    config: Config,
-    /// Topic subscriptions and fan-out.
-    pubsub: PubSub,
-    /// Counters.
-    metrics: Arc<Metrics>,
-    /// Unique ids for sockets, channels and subscriptions.
-    ids: AtomicU64,
-    /// Derived token keys per salt: PBKDF2 is deliberately slow, so derive once.
-    token_keys: DashMap<Vec<u8>, TokenKey>,
+    /// Configuration, tokens, PubSub, counters, ids: what sockets and channels share.
+    context: Context,
     /// Live sockets, for the drain on shutdown.
     live: DashMap<u64, Arc<ConnHandle>>,
     /// Set when the drain starts: new connections are refused.
@@ -91,16 +89,9 @@ impl EndpointBuilder {
 
     /// Builds the endpoint.
     pub fn build(self) -> Endpoint {
-        let metrics = Arc::new(Metrics::default());
         Endpoint {
             inner: Arc::new(Inner {
-                pubsub: PubSub {
-                    local: LocalPubSub::new(metrics.clone()),
-                },
-                metrics,
-                config: self.config,
-                ids: AtomicU64::new(1),
-                token_keys: DashMap::new(),
+                context: Context::new(self.config),
                 live: DashMap::new(),
                 draining: AtomicBool::new(false),
                 mounts: self.mounts,
@@ -118,19 +109,25 @@ impl Endpoint {
         }
     }
 
+    /// The shared services that sockets and channels get: what `connect` is passed and what
+    /// [`crate::ChannelSocket::context`] returns.
+    pub fn context(&self) -> &Context {
+        &self.inner.context
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        self.inner.context.config()
     }
 
     /// The PubSub.
     pub fn pubsub(&self) -> &PubSub {
-        &self.inner.pubsub
+        self.inner.context.pubsub()
     }
 
     /// The counters.
     pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
+        self.inner.context.metrics()
     }
 
     /// The mounted sockets.
@@ -140,42 +137,23 @@ impl Endpoint {
 
     /// A fresh unique id.
     pub fn next_id(&self) -> u64 {
-        self.inner.ids.fetch_add(1, Ordering::Relaxed)
+        self.inner.context.next_id()
     }
 
     /// `Endpoint.broadcast(topic, event, payload)`.
     pub fn broadcast(&self, topic: &str, event: &str, payload: impl Into<Payload>) -> usize {
-        self.inner.pubsub.broadcast(BroadcastMsg {
-            topic: topic.into(),
-            event: event.to_string(),
-            payload: payload.into(),
-            from: None,
-        })
-    }
-
-    fn key(&self, salt: &str) -> TokenKey {
-        if let Some(k) = self.inner.token_keys.get(salt.as_bytes()) {
-            return k.clone();
-        }
-        let key = TokenKey::derive(
-            self.inner.config.secret_key_base.as_bytes(),
-            salt.as_bytes(),
-        );
-        self.inner
-            .token_keys
-            .insert(salt.as_bytes().to_vec(), key.clone());
-        key
+        self.inner.context.broadcast(topic, event, payload)
     }
 
     /// `Phoenix.Token.sign(endpoint, salt, data)` (max_age 86400 s embedded, Phoenix's default).
     pub fn sign_token(&self, salt: &str, data: &Term) -> String {
-        self.sign_token_with(salt, data, MaxAge::Seconds(86_400))
+        self.inner.context.sign_token(salt, data)
     }
 
     /// `Phoenix.Token.sign(endpoint, salt, data, max_age: max_age)`: the token records its own
     /// lifetime, which a verifier uses when it passes no max_age of its own.
     pub fn sign_token_with(&self, salt: &str, data: &Term, max_age: MaxAge) -> String {
-        token::sign(&self.key(salt), data, now_ms(), max_age)
+        self.inner.context.sign_token_with(salt, data, max_age)
     }
 
     /// `Phoenix.Token.verify(endpoint, salt, token, max_age: max_age)`.
@@ -185,20 +163,20 @@ impl Endpoint {
         token: &str,
         max_age: Option<MaxAge>,
     ) -> Result<Term, TokenError> {
-        token::verify(&self.key(salt), token, max_age, now_ms())
+        self.inner.context.verify_token(salt, token, max_age)
     }
 
     /// Registers a live socket (for the drain).
     pub(crate) fn register(&self, id: u64, conn: Arc<ConnHandle>) {
         self.inner.live.insert(id, conn);
-        self.inner.metrics.sockets.inc();
-        self.inner.metrics.connects.inc();
+        self.metrics().sockets.inc();
+        self.metrics().connects.inc();
     }
 
     /// Forgets a closed socket.
     pub(crate) fn unregister(&self, id: u64) {
         if self.inner.live.remove(&id).is_some() {
-            self.inner.metrics.sockets.dec();
+            self.metrics().sockets.dec();
         }
     }
 
@@ -218,7 +196,7 @@ impl Endpoint {
     /// clients do not all arrive at once, and returns when all are gone or `drain_max` passed.
     pub async fn drain(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
-        let cfg = &self.inner.config;
+        let cfg = self.config();
         let deadline = tokio::time::Instant::now() + cfg.drain_max;
         let ids: Vec<u64> = self.inner.live.iter().map(|e| *e.key()).collect();
         tracing::info!(sockets = ids.len(), "draining sockets");
@@ -255,40 +233,5 @@ impl Endpoint {
         while !self.inner.live.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-    }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (tokens carry OS time).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_signed_max_age_is_the_one_a_verifier_without_its_own_uses() {
-        let ep = Endpoint::builder(Config::default()).build();
-        let data = Term::Int(7);
-        let expired = ep.sign_token_with("s", &data, MaxAge::Seconds(0));
-        assert_eq!(
-            ep.verify_token("s", &expired, None),
-            Err(TokenError::Expired)
-        );
-        let forever = ep.sign_token_with("s", &data, MaxAge::Infinity);
-        assert_eq!(ep.verify_token("s", &forever, None), Ok(data.clone()));
-        // The verifier's own max_age overrides the embedded one.
-        assert_eq!(
-            ep.verify_token("s", &expired, Some(MaxAge::Seconds(60))),
-            Ok(data)
-        );
-        assert_eq!(
-            ep.verify_token("other", &forever, None),
-            Err(TokenError::Invalid)
-        );
     }
 }

@@ -4,7 +4,8 @@
 //! unmodified `phoenix` npm client (and apps built on it) connect to it unchanged.
 //!
 //! ## Layout
-//! - [`endpoint`]: the Endpoint — config, mounted sockets, PubSub, tokens, drain.
+//! - [`endpoint`]: the Endpoint — mounted sockets, the live-socket registry, drain — around a
+//!   [`context`]: what callbacks share (config, [`token`]s, PubSub, counters).
 //! - [`socket`]: the Socket behaviour (`connect`, `id`).
 //! - [`channel`]: the Channel behaviour and the `socket` a callback gets; [`channel::server`]
 //!   runs one task per joined channel.
@@ -23,12 +24,13 @@
 //! |---|---|
 //! | `socket "/socket", UserSocket` | [`Endpoint::builder`]`(config).socket("/socket", handler, router)` |
 //! | `channel "room:*", RoomChannel` | [`Router::channel`]`("room:*", \|\| RoomChannel)` |
-//! | `connect/3`, `id/1` | [`SocketHandler::connect`], [`SocketHandler::id`] |
+//! | `connect/3`, `id/1` | [`SocketHandler::connect`]`(&self, ctx: &Context, params, info)`, [`SocketHandler::id`] |
 //! | `join/3`, `handle_in/3`, `handle_info/2`, `handle_out/3`, `terminate/2` | the [`Channel`] trait's methods |
 //! | `push`, `broadcast!`, `broadcast_from!`, `socket_ref` + `reply` | [`ChannelSocket::push`], [`ChannelSocket::broadcast`], [`ChannelSocket::broadcast_from`], [`ChannelSocket::socket_ref`] |
 //! | `send(self(), msg)`, `Process.send_after` | [`ChannelSocket::send_self`], [`ChannelSocket::send_after`] |
 //! | `Phoenix.Presence` | [`presence::Presence`] |
-//! | `Phoenix.Token.sign/verify` | [`Endpoint::sign_token`], [`Endpoint::verify_token`] |
+//! | `Endpoint.broadcast/3` | [`Context::broadcast`] ([`ChannelSocket::context`] in a channel), [`Endpoint::broadcast`] |
+//! | `Phoenix.Token.sign/verify(socket, ...)` | [`Context::sign_token`], [`Context::verify_token`] (the same on [`Endpoint`]) |
 //! | `Endpoint.start_link` | [`http::listen_and_serve`] |
 //!
 //! `docs/migrating-from-phoenix.md` in the repository ports a channel side by side, and
@@ -40,6 +42,7 @@ pub mod body_timeout;
 pub mod channel;
 pub mod config;
 pub mod conn;
+pub mod context;
 pub mod endpoint;
 pub mod frame;
 pub mod http;
@@ -54,10 +57,12 @@ pub mod rate;
 pub mod router;
 pub mod session;
 pub mod socket;
+pub mod token;
 pub mod transport;
 
 pub use channel::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
 pub use config::Config;
+pub use context::Context;
 pub use endpoint::Endpoint;
 pub use phx_protocol::Payload;
 pub use router::Router;

@@ -388,7 +388,7 @@ impl Session {
             msg.join_ref.clone()
         };
         let (inbox, rx) = server::start(
-            self.endpoint.clone(),
+            self.endpoint.context().clone(),
             self.conn.clone(),
             factory(),
             JoinRequest {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::endpoint::Endpoint;
+use crate::context::Context;
 
 /// Socket assigns (`socket.assigns`): set in `connect`, copied into every channel at join.
 pub type Assigns = Map<String, Value>;
@@ -55,11 +55,12 @@ pub enum ConnectError {
 /// The Socket behaviour.
 #[async_trait]
 pub trait SocketHandler: Send + Sync + 'static {
-    /// `connect/3`: accept (returning the socket's assigns) or refuse. The endpoint is passed
-    /// for token verification (`Phoenix.Token.verify(socket, ...)`).
+    /// `connect/3`: accept (returning the socket's assigns) or refuse. `ctx` is what Phoenix's
+    /// `socket` argument is used for here: token verification (`Phoenix.Token.verify(socket,
+    /// ...)` is [`Context::verify_token`]), configuration, broadcasts.
     async fn connect(
         &self,
-        endpoint: &Endpoint,
+        ctx: &Context,
         params: &Params,
         info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError>;

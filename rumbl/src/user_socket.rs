@@ -20,7 +20,7 @@ use phx_protocol::token::MaxAge;
 use serde_json::{json, Value};
 
 use phx_channels::channel::async_trait;
-use phx_channels::endpoint::Endpoint;
+use phx_channels::context::Context;
 use phx_channels::socket::{Assigns, ConnectError, ConnectInfo, Params, SocketHandler};
 
 /// The salt the pages sign `window.userToken` with, and the socket verifies it with.
@@ -34,11 +34,11 @@ pub const MAX_AGE: MaxAge = MaxAge::Seconds(1_209_600);
 #[derive(Debug, Default, Clone, Copy)]
 pub struct UserSocket;
 
-/// Verifies a `"user socket"` token with the endpoint's `SECRET_KEY_BASE`; the user id, or
-/// `None` for anything that is not a valid, unexpired token carrying an integer.
-pub fn verify_user_token(endpoint: &Endpoint, token: &str) -> Option<i64> {
-    endpoint
-        .verify_token(USER_SALT, token, Some(MAX_AGE))
+/// Verifies a `"user socket"` token with the endpoint's `SECRET_KEY_BASE` (`ctx`: what
+/// `connect` gets, or [`phx_channels::Endpoint::context`]); the user id, or `None` for anything
+/// that is not a valid, unexpired token carrying an integer.
+pub fn verify_user_token(ctx: &Context, token: &str) -> Option<i64> {
+    ctx.verify_token(USER_SALT, token, Some(MAX_AGE))
         .ok()
         .and_then(|term| term.as_i64())
 }
@@ -61,7 +61,7 @@ pub fn user_token<'a>(
 impl SocketHandler for UserSocket {
     async fn connect(
         &self,
-        endpoint: &Endpoint,
+        ctx: &Context,
         params: &Params,
         info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {
@@ -69,7 +69,7 @@ impl SocketHandler for UserSocket {
             tracing::debug!("UserSocket refused: no token");
             return Err(ConnectError::Refused);
         };
-        let Some(user_id) = verify_user_token(endpoint, token) else {
+        let Some(user_id) = verify_user_token(ctx, token) else {
             tracing::debug!("UserSocket refused: invalid or expired token");
             return Err(ConnectError::Refused);
         };

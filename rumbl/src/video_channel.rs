@@ -364,12 +364,12 @@ impl Channel for VideoChannel {
         // hook, which the store runs in the code path that learns of the commit — so every
         // committed row is broadcast, even if this call is cancelled (a drain) meanwhile.
         let post_guard = self.boundary.post(self.video_id).await;
-        let endpoint = socket.endpoint().clone();
+        let context = socket.context().clone();
         let topic = socket.topic().to_string();
         let on_commit: OnCommit = Box::new(move |ann: &Annotation| {
             // Only the rendered fields: never the client's payload, which may carry anything
             // (the book's security note).
-            endpoint.broadcast(&topic, "new_annotation", annotation::render(ann));
+            context.broadcast(&topic, "new_annotation", annotation::render(ann));
             drop(post_guard);
         });
         let post = Post {

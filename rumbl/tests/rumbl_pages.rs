@@ -222,7 +222,10 @@ async fn login_then_watch_carries_a_socket_token() {
     assert!(r.body.contains("<span class=\"current-user\">chris</span>"));
     assert!(!r.body.contains("{{"), "every placeholder filled");
     let token = user_token(&r.body);
-    assert_eq!(user_socket::verify_user_token(&s.endpoint, &token), Some(2));
+    assert_eq!(
+        user_socket::verify_user_token(s.endpoint.context(), &token),
+        Some(2)
+    );
 
     // The page's token opens the socket, and the seeded annotations come with the join.
     let url = format!("ws://{}/socket/websocket?vsn=2.0.0&token={token}", s.addr);

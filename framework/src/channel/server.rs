@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use super::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
-use crate::endpoint::Endpoint;
+use crate::context::Context;
 use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
@@ -138,18 +138,18 @@ pub(crate) struct JoinRequest {
 /// Starts a channel task that runs `join`; the receiver yields `true` once the channel is
 /// joined (reply queued, subscribed) and `false` when it refused or crashed.
 pub(crate) fn start(
-    endpoint: Endpoint,
+    context: Context,
     conn: Arc<ConnHandle>,
     channel: Box<dyn Channel>,
     req: JoinRequest,
 ) -> (Arc<ChannelInbox>, oneshot::Receiver<bool>) {
-    let cfg = endpoint.config();
+    let cfg = context.config();
     let inbox = Arc::new(ChannelInbox::new(
         Bounds::new(cfg.channel_inbox_capacity, cfg.channel_inbox_max_bytes),
         conn.clone(),
     ));
     // Subscribed before `join` runs, gate closed (see the module docs).
-    endpoint.pubsub().subscribe(
+    context.pubsub().subscribe(
         &req.topic,
         Subscriber {
             id: req.id,
@@ -167,7 +167,7 @@ pub(crate) fn start(
         close_ref: req.close_ref.clone(),
         assigns: req.assigns.clone(),
         conn,
-        endpoint,
+        context,
         id: req.id,
         inbox: Arc::downgrade(&inbox),
         joined: false,
@@ -216,20 +216,20 @@ async fn run(
         Ok(Ok(JoinReply::Error(resp))) => Err(("error", resp)),
         Ok(Err(e)) => {
             crate::error_limited!(%topic, "join crashed: {e}");
-            socket.endpoint.metrics().channel_crashes.inc();
+            socket.context.metrics().channel_crashes.inc();
             Err(("error", Payload::Json(json!({"reason": "join crashed"}))))
         }
         Err(_) => {
             crate::error_limited!(%topic, "join panicked");
-            socket.endpoint.metrics().channel_crashes.inc();
+            socket.context.metrics().channel_crashes.inc();
             Err(("error", Payload::Json(json!({"reason": "join crashed"}))))
         }
     };
-    let endpoint = socket.endpoint.clone();
+    let context = socket.context.clone();
     let resp = match reply {
         Ok(resp) => resp,
         Err((status, resp)) => {
-            endpoint.pubsub().unsubscribe(&topic, socket.id);
+            context.pubsub().unsubscribe(&topic, socket.id);
             inbox.mailbox.close();
             if let Err(e) = socket.reply_to(join_ref_msg, Reply::Status(status.into(), resp)) {
                 tracing::error!(%topic, "cannot encode join reply: {e}");
@@ -241,7 +241,7 @@ async fn run(
     if let Err(e) = socket.reply_to(join_ref_msg, Reply::Ok(resp)) {
         // A reply that cannot be encoded is a crash of join, as Phoenix raises there.
         tracing::error!(%topic, "cannot encode join reply: {e}");
-        endpoint.pubsub().unsubscribe(&topic, socket.id);
+        context.pubsub().unsubscribe(&topic, socket.id);
         inbox.mailbox.close();
         let _ = socket.reply_to(
             socket.join_ref.clone(),
@@ -250,7 +250,7 @@ async fn run(
         let _ = done.send(false);
         return;
     }
-    endpoint.metrics().channels.inc();
+    context.metrics().channels.inc();
     socket.mark_joined();
     release_held(&mut socket, &inbox);
     tracing::debug!(%topic, "JOINED");
@@ -383,7 +383,7 @@ async fn finish(
     // broadcasts, and only then tell the client — so a client reacting to phx_close/phx_error
     // already finds the topic unjoined.
     inbox.mailbox.close();
-    let endpoint = socket.endpoint.clone();
+    let context = socket.context.clone();
     let notify = !matches!(exit, Exit::Silent(_));
     if notify {
         socket.conn.send_control(Outgoing::ChannelExited {
@@ -391,8 +391,8 @@ async fn finish(
             channel_id: socket.id,
         });
     }
-    endpoint.pubsub().unsubscribe(&socket.topic, socket.id);
-    endpoint.metrics().channels.dec();
+    context.pubsub().unsubscribe(&socket.topic, socket.id);
+    context.metrics().channels.dec();
     match exit {
         Exit::Notify(reason) => {
             let event = match reason {
@@ -408,7 +408,7 @@ async fn finish(
             if event == "phx_close" {
                 socket.push_control("phx_close", Payload::empty());
             } else {
-                endpoint.metrics().channel_crashes.inc();
+                context.metrics().channel_crashes.inc();
                 socket.push_control("phx_error", crash_payload());
             }
         }
@@ -419,7 +419,7 @@ async fn finish(
         }
         Exit::Crash(why) => {
             crate::error_limited!(topic = %socket.topic, "channel crashed: {why}");
-            endpoint.metrics().channel_crashes.inc();
+            context.metrics().channel_crashes.inc();
             socket.push_control("phx_error", crash_payload());
         }
     }

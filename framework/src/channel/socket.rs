@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::server::ChannelInbox;
 use super::{Info, Reply};
 use crate::conn::{ConnHandle, OutFrame};
-use crate::endpoint::Endpoint;
+use crate::context::Context;
 use crate::pubsub::BroadcastMsg;
 use crate::socket::Assigns;
 
@@ -39,8 +39,8 @@ pub struct ChannelSocket {
     pub(crate) assigns: Arc<Assigns>,
     /// The socket's outbound side.
     pub(crate) conn: Arc<ConnHandle>,
-    /// The endpoint (PubSub, config, tokens).
-    pub(crate) endpoint: Endpoint,
+    /// The endpoint's shared services (PubSub, config, tokens).
+    pub(crate) context: Context,
     /// This channel's unique id; also its PubSub subscriber id.
     pub(crate) id: u64,
     /// This channel's inbox, for `send`/`send_after` to itself. Weak so timers do not keep a
@@ -140,9 +140,10 @@ impl ChannelSocket {
         Arc::make_mut(&mut self.assigns).insert(key.into(), value.into());
     }
 
-    /// The endpoint, for `Endpoint.broadcast/3` to other topics, tokens and config.
-    pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+    /// The endpoint's shared services: `Endpoint.broadcast/3` to other topics
+    /// ([`Context::broadcast`]), `Phoenix.Token`, config. Clone it to use it from another task.
+    pub fn context(&self) -> &Context {
+        &self.context
     }
 
     /// This channel's PubSub subscriber id.
@@ -207,7 +208,7 @@ impl ChannelSocket {
 
     fn publish(&self, event: &str, payload: Payload, from: Option<u64>) -> Result<(), PushError> {
         check_map(&payload)?;
-        self.endpoint.pubsub().broadcast(BroadcastMsg {
+        self.context.pubsub().broadcast(BroadcastMsg {
             topic: self.topic.clone(),
             event: event.to_string(),
             payload,

@@ -210,7 +210,7 @@ impl Presence {
         let owner = socket.channel_id();
         let tracked =
             self.tracker
-                .track(socket.endpoint(), &socket.topic, owner, key.as_ref(), meta)?;
+                .track(socket.context(), &socket.topic, owner, key.as_ref(), meta)?;
         if tracked.first_for_owner {
             socket.on_exit(UntrackOnExit {
                 tracker: Arc::downgrade(&self.tracker),

@@ -13,7 +13,7 @@ use super::state::{Diff, Meta, StateError, TopicPresences};
 use super::tracker::{Tracker, UntrackOnExit};
 use super::Fetch;
 use crate::config::Config;
-use crate::endpoint::Endpoint;
+use crate::context::Context;
 use crate::pubsub::{Subscriber, SubscriberKind};
 
 fn meta(v: Value) -> Meta {
@@ -389,15 +389,15 @@ fn clients_converge_whatever_the_windows_and_list_times() {
 // ------------------------------------------------------------------------------------------------
 // tracker: windows, fetch, exit guards (paused time)
 
-/// An endpoint and the presence_diff payloads broadcast on `topic`.
-fn endpoint_recording(topic: &str) -> (Endpoint, Arc<Mutex<Vec<Value>>>) {
-    let endpoint = Endpoint::builder(Config::default()).build();
+/// A context and the presence_diff payloads broadcast on `topic`.
+fn context_recording(topic: &str) -> (Context, Arc<Mutex<Vec<Value>>>) {
+    let ctx = Context::new(Config::default());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
-    endpoint.pubsub().subscribe(
+    ctx.pubsub().subscribe(
         topic,
         Subscriber {
-            id: endpoint.next_id(),
+            id: ctx.next_id(),
             kind: SubscriberKind::Callback(Arc::new(move |msg| {
                 assert_eq!(msg.event, "presence_diff");
                 if let phx_protocol::Payload::Json(v) = &msg.payload {
@@ -406,18 +406,18 @@ fn endpoint_recording(topic: &str) -> (Endpoint, Arc<Mutex<Vec<Value>>>) {
             })),
         },
     );
-    (endpoint, seen)
+    (ctx, seen)
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_wave_of_joins_is_one_diff_per_window() {
     let topic: Arc<str> = "presence:wave".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
     // 1000 joins spread over 1 s: 20 windows.
     for i in 0..1000u64 {
         tracker
-            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .track(&ctx, &topic, i, &i.to_string(), Meta::new())
             .expect("track");
         if i % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -441,11 +441,11 @@ async fn a_wave_of_joins_is_one_diff_per_window() {
 #[tokio::test(start_paused = true)]
 async fn churn_within_a_window_sends_nothing_and_forgets_the_topic() {
     let topic: Arc<str> = "presence:churn".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
     for i in 0..100u64 {
         tracker
-            .track(&endpoint, &topic, i, "same", Meta::new())
+            .track(&ctx, &topic, i, "same", Meta::new())
             .expect("track");
     }
     for i in 0..100u64 {
@@ -463,14 +463,14 @@ async fn churn_within_a_window_sends_nothing_and_forgets_the_topic() {
 #[tokio::test(start_paused = true)]
 async fn exit_guard_sends_the_leave() {
     let topic: Arc<str> = "presence:exit".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(25), None));
     let t = tracker
-        .track(&endpoint, &topic, 7, "u7", meta(json!({"name": "x"})))
+        .track(&ctx, &topic, 7, "u7", meta(json!({"name": "x"})))
         .expect("track");
     assert!(t.first_for_owner);
     let again = tracker
-        .track(&endpoint, &topic, 7, "u7b", Meta::new())
+        .track(&ctx, &topic, 7, "u7b", Meta::new())
         .expect("track");
     assert!(!again.first_for_owner, "one guard per channel");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -495,7 +495,7 @@ async fn exit_guard_sends_the_leave() {
 #[tokio::test(start_paused = true)]
 async fn fetch_decorates_lists_and_diffs() {
     let topic: Arc<str> = "presence:fetch".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let fetch = Fetch::new(|_topic, mut entries: Map<String, Value>| async move {
         for (key, entry) in entries.iter_mut() {
             if let Some(e) = entry.as_object_mut() {
@@ -506,7 +506,7 @@ async fn fetch_decorates_lists_and_diffs() {
     });
     let tracker = Arc::new(Tracker::new(Duration::from_millis(25), Some(fetch)));
     tracker
-        .track(&endpoint, &topic, 1, "5", Meta::new())
+        .track(&ctx, &topic, 1, "5", Meta::new())
         .expect("track");
     let list = tracker.list(&topic).await;
     assert_eq!(list["5"]["user"], json!({"username": "user5"}));
@@ -520,11 +520,11 @@ async fn fetch_decorates_lists_and_diffs() {
 #[tokio::test(start_paused = true)]
 async fn zero_window_sends_a_diff_per_change() {
     let topic: Arc<str> = "presence:zero".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::ZERO, None));
     for i in 0..5u64 {
         tracker
-            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .track(&ctx, &topic, i, &i.to_string(), Meta::new())
             .expect("track");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -594,11 +594,11 @@ fn unchanged_state_keeps_its_version() {
 #[tokio::test(start_paused = true)]
 async fn lists_of_an_unchanged_topic_share_one_snapshot() {
     let topic: Arc<str> = "presence:snap".into();
-    let (endpoint, _seen) = endpoint_recording(&topic);
+    let (ctx, _seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
     for i in 0..3u64 {
         tracker
-            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .track(&ctx, &topic, i, &i.to_string(), Meta::new())
             .expect("track");
     }
     let a = tracker.list(&topic).await;
@@ -606,7 +606,7 @@ async fn lists_of_an_unchanged_topic_share_one_snapshot() {
     assert!(Arc::ptr_eq(&a, &b), "same version, same snapshot");
     assert_eq!(a.len(), 3);
     tracker
-        .track(&endpoint, &topic, 9, "9", Meta::new())
+        .track(&ctx, &topic, 9, "9", Meta::new())
         .expect("track");
     let c = tracker.list(&topic).await;
     assert!(!Arc::ptr_eq(&a, &c), "a change makes a new one");
@@ -617,7 +617,7 @@ async fn lists_of_an_unchanged_topic_share_one_snapshot() {
 #[tokio::test(start_paused = true)]
 async fn a_wave_of_joiners_shares_fetches_and_each_sees_itself() {
     let topic: Arc<str> = "presence:shared".into();
-    let (endpoint, _seen) = endpoint_recording(&topic);
+    let (ctx, _seen) = context_recording(&topic);
     let calls = Arc::new(Mutex::new(0usize));
     let counter = calls.clone();
     let fetch = Fetch::new(move |_topic, entries: Map<String, Value>| {
@@ -633,11 +633,11 @@ async fn a_wave_of_joiners_shares_fetches_and_each_sees_itself() {
     let mut joiners = Vec::new();
     for i in 0..100u64 {
         let tracker = tracker.clone();
-        let endpoint = endpoint.clone();
+        let ctx = ctx.clone();
         let topic = topic.clone();
         joiners.push(tokio::spawn(async move {
             tracker
-                .track(&endpoint, &topic, i, &format!("u{i}"), Meta::new())
+                .track(&ctx, &topic, i, &format!("u{i}"), Meta::new())
                 .expect("track");
             let list = tracker.list(&topic).await;
             assert!(
@@ -661,7 +661,7 @@ async fn a_wave_of_joiners_shares_fetches_and_each_sees_itself() {
 
     // A joiner arriving after that build gets a newer one that holds it.
     tracker
-        .track(&endpoint, &topic, 500, "late", Meta::new())
+        .track(&ctx, &topic, 500, "late", Meta::new())
         .expect("track");
     let late = tracker.list(&topic).await;
     assert!(late.contains_key("late"));
@@ -674,19 +674,19 @@ async fn a_wave_on_a_large_topic_shares_builds_and_encodes_without_a_fetch() {
     // pool, the other 199 track meanwhile and share the next build — its map and its encoded
     // bytes — instead of rendering and encoding 199 times.
     let topic: Arc<str> = "presence:wave".into();
-    let (endpoint, _seen) = endpoint_recording(&topic);
+    let (ctx, _seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
     for i in 0..2000u64 {
         tracker
-            .track(&endpoint, &topic, 10_000 + i, &format!("p{i}"), Meta::new())
+            .track(&ctx, &topic, 10_000 + i, &format!("p{i}"), Meta::new())
             .expect("track");
     }
     let mut joiners = Vec::new();
     for i in 0..200u64 {
-        let (tracker, endpoint, topic) = (tracker.clone(), endpoint.clone(), topic.clone());
+        let (tracker, ctx, topic) = (tracker.clone(), ctx.clone(), topic.clone());
         joiners.push(tokio::spawn(async move {
             tracker
-                .track(&endpoint, &topic, i, &format!("u{i}"), Meta::new())
+                .track(&ctx, &topic, i, &format!("u{i}"), Meta::new())
                 .expect("track");
             let state = tracker.list(&topic).await;
             assert!(
@@ -719,10 +719,10 @@ async fn a_wave_on_a_large_topic_shares_builds_and_encodes_without_a_fetch() {
 async fn a_list_exposes_joins_so_their_leaves_go_out() {
     // The snapshot path must keep the state rule: a join shown in a list is not cancelled.
     let topic: Arc<str> = "presence:expose".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
     let t = tracker
-        .track(&endpoint, &topic, 1, "a", Meta::new())
+        .track(&ctx, &topic, 1, "a", Meta::new())
         .expect("track");
     let list = tracker.list(&topic).await; // within the window: the join is pending
     assert_eq!(refs(&list, "a"), std::slice::from_ref(&t.phx_ref));
@@ -744,11 +744,11 @@ async fn a_list_exposes_joins_so_their_leaves_go_out() {
 #[tokio::test(start_paused = true)]
 async fn an_emptied_topic_is_forgotten_and_a_new_track_starts_afresh() {
     let topic: Arc<str> = "presence:gone".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let tracker = Arc::new(Tracker::new(Duration::from_millis(20), None));
     for i in 0..2000u64 {
         tracker
-            .track(&endpoint, &topic, i, &i.to_string(), Meta::new())
+            .track(&ctx, &topic, i, &i.to_string(), Meta::new())
             .expect("track");
     }
     assert_eq!(tracker.list(&topic).await.len(), 2000);
@@ -772,7 +772,7 @@ async fn an_emptied_topic_is_forgotten_and_a_new_track_starts_afresh() {
     assert_eq!(left, 2000);
     // the topic comes back as new
     tracker
-        .track(&endpoint, &topic, 9000, "back", Meta::new())
+        .track(&ctx, &topic, 9000, "back", Meta::new())
         .expect("track");
     let list = tracker.list(&topic).await;
     assert_eq!(list.keys().collect::<Vec<_>>(), ["back"]);
@@ -781,7 +781,7 @@ async fn an_emptied_topic_is_forgotten_and_a_new_track_starts_afresh() {
 #[tokio::test(start_paused = true)]
 async fn fetch_is_called_once_per_diff_with_every_key() {
     let topic: Arc<str> = "presence:batch".into();
-    let (endpoint, seen) = endpoint_recording(&topic);
+    let (ctx, seen) = context_recording(&topic);
     let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let log = batches.clone();
     let fetch = Fetch::new(move |_topic, mut entries: Map<String, Value>| {
@@ -795,10 +795,10 @@ async fn fetch_is_called_once_per_diff_with_every_key() {
     });
     let tracker = Arc::new(Tracker::new(Duration::from_millis(50), Some(fetch)));
     tracker
-        .track(&endpoint, &topic, 1, "stay", Meta::new())
+        .track(&ctx, &topic, 1, "stay", Meta::new())
         .expect("track");
     tracker
-        .track(&endpoint, &topic, 2, "both", Meta::new())
+        .track(&ctx, &topic, 2, "both", Meta::new())
         .expect("track");
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(batches.lock().len(), 1, "first diff: one call");
@@ -807,7 +807,7 @@ async fn fetch_is_called_once_per_diff_with_every_key() {
     // Next window: a join, a leave, and an update (join + leave of one key).
     for i in 0..50u64 {
         tracker
-            .track(&endpoint, &topic, 100 + i, &format!("n{i}"), Meta::new())
+            .track(&ctx, &topic, 100 + i, &format!("n{i}"), Meta::new())
             .expect("track");
     }
     tracker

@@ -50,7 +50,7 @@ use super::fetch::Fetch;
 use super::phx_ref::RefGen;
 use super::snapshot::PresenceState;
 use super::state::{render, Diff, Entries, Meta, Owner, StateError, TopicPresences};
-use crate::endpoint::Endpoint;
+use crate::context::Context;
 use crate::pubsub::BroadcastMsg;
 
 /// A built (and decorated) `presence_state`, map and encoded JSON.
@@ -75,8 +75,8 @@ struct TopicEntry {
     topic: Arc<str>,
     /// The presences and the pending diff.
     state: TopicPresences,
-    /// Where diffs are broadcast (the endpoint of the channels that track here).
-    endpoint: Endpoint,
+    /// Where diffs are broadcast (the context of the channels that track here).
+    context: Context,
     /// A flush task is running for this topic.
     flushing: bool,
     /// Channels whose exit guard is out; the entry stays while any is.
@@ -94,11 +94,11 @@ struct TopicEntry {
 }
 
 impl TopicEntry {
-    fn new(topic: &Arc<str>, endpoint: &Endpoint) -> Self {
+    fn new(topic: &Arc<str>, context: &Context) -> Self {
         TopicEntry {
             topic: topic.clone(),
             state: TopicPresences::new(),
-            endpoint: endpoint.clone(),
+            context: context.clone(),
             flushing: false,
             guarded: HashSet::new(),
             current: None,
@@ -215,7 +215,7 @@ impl Tracker {
 
     pub(crate) fn track(
         self: &Arc<Self>,
-        endpoint: &Endpoint,
+        context: &Context,
         topic: &Arc<str>,
         owner: Owner,
         key: &str,
@@ -226,7 +226,7 @@ impl Tracker {
             let shard = self
                 .topics
                 .entry(topic.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(TopicEntry::new(topic, endpoint))))
+                .or_insert_with(|| Arc::new(Mutex::new(TopicEntry::new(topic, context))))
                 .value()
                 .clone();
             let mut entry = shard.lock();
@@ -503,12 +503,12 @@ impl Tracker {
     }
 
     /// Takes the topic's pending diff; `None` ends the flush task (and forgets an empty topic).
-    fn take(&self, topic: &str) -> Option<(Diff, Endpoint)> {
+    fn take(&self, topic: &str) -> Option<(Diff, Context)> {
         let shard = self.shard(topic)?;
         let idle = {
             let mut entry = shard.lock();
             if let Some(diff) = entry.state.take_diff() {
-                return Some((diff, entry.endpoint.clone()));
+                return Some((diff, entry.context.clone()));
             }
             entry.flushing = false;
             entry.idle()
@@ -554,11 +554,11 @@ async fn flush_loop(tracker: Weak<Tracker>, topic: Arc<str>) {
         let Some(tracker) = tracker.upgrade() else {
             return;
         };
-        let Some((diff, endpoint)) = tracker.take(&topic) else {
+        let Some((diff, context)) = tracker.take(&topic) else {
             return;
         };
         let payload = tracker.fetch_diff(&topic, diff).await.into_payload();
-        endpoint.pubsub().broadcast(BroadcastMsg {
+        context.pubsub().broadcast(BroadcastMsg {
             topic: topic.clone(),
             event: "presence_diff".into(),
             payload: Payload::Json(payload),

@@ -260,7 +260,11 @@ impl LongPoll {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let info = connect_info(headers, peer, auth_token, Kind::LongPoll);
-        let assigns = self.mount.handler.connect(endpoint, params, &info).await?;
+        let assigns = self
+            .mount
+            .handler
+            .connect(endpoint.context(), params, &info)
+            .await?;
         Ok((serializer, assigns))
     }
 

@@ -139,7 +139,10 @@ async fn open(
         return Err(Refusal::NoPhoenixSubprotocol);
     }
     let info = connect_info(headers, peer, subprotocols.auth_token, Kind::WebSocket);
-    let assigns = mount.handler.connect(&endpoint, &params, &info).await?;
+    let assigns = mount
+        .handler
+        .connect(endpoint.context(), &params, &info)
+        .await?;
     let socket_id = mount.handler.id(&assigns);
     let accept = upgrade_accept_key(req.headers());
     let on_upgrade = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
