@@ -16,26 +16,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use phx_protocol::{FrameRef, Serializer, ServerMessage};
-use phx_channels::conn::{ConnHandle, OutFrame, Outgoing};
+use phx_channels::conn::{ConnHandle, OutFrame};
 use phx_channels::endpoint::Endpoint;
 use phx_channels::mailbox::Bounds;
-use phx_channels::session::Session;
+use phx_channels::session::{Out, Session};
 use phx_channels::{Assigns, Config};
 use phx_fixture as fixture;
+use phx_protocol::{FrameRef, Serializer, ServerMessage};
 use serde_json::Value;
 
 /// Frames per input: enough to join, flood and leave several channels.
 const MAX_FRAMES: usize = 64;
 const MAX_CHANNELS: usize = 3;
 
-/// Drains the outbound queue: counts the replies to our refs, hands channel exits back.
-/// Returns false once the socket was asked to close.
-fn drain(conn: &ConnHandle, session: &mut Session, answered: &mut HashMap<String, usize>) -> bool {
+/// Takes the outbound queue as a transport does (the session applies channel exits itself):
+/// counts the replies to our refs. Returns false once the socket was asked to close.
+fn drain(session: &mut Session, answered: &mut HashMap<String, usize>) -> bool {
     let mut open = true;
-    for item in conn.outbox().take_all() {
+    for item in session.take_outgoing() {
         match item {
-            Outgoing::Frame(f) => {
+            Out::Frame(f) => {
                 let decoded = match &f {
                     OutFrame::Text(t) => Serializer::V2.decode_server(FrameRef::Text(t.as_str())),
                     OutFrame::Binary(b) => Serializer::V2.decode_server(FrameRef::Binary(b)),
@@ -51,11 +51,7 @@ fn drain(conn: &ConnHandle, session: &mut Session, answered: &mut HashMap<String
                     }
                 }
             }
-            Outgoing::ChannelExited { topic, channel_id } => {
-                session.channel_exited(&topic, channel_id)
-            }
-            Outgoing::Close(_) => open = false,
-            Outgoing::Drain => {}
+            Out::Close(_) => open = false,
         }
     }
     open
@@ -110,13 +106,13 @@ async fn run(data: &[u8]) {
                 // A join or a full inbox that never completes: report it as a hang.
                 Err(_) => panic!("a session wait did not complete"),
             }
-            if !drain(&conn, &mut session, &mut answered) {
+            if !drain(&mut session, &mut answered) {
                 break 'frames;
             }
         }
         // Let the channel tasks run (the clock is paused: this costs no wall time).
         tokio::time::sleep(Duration::from_millis(1)).await;
-        let open = drain(&conn, &mut session, &mut answered);
+        let open = drain(&mut session, &mut answered);
         assert!(session.channel_count() <= MAX_CHANNELS);
         if !open {
             break;
