@@ -1,7 +1,9 @@
 //! # phx-channels
 //!
-//! A Phoenix Channels server in Rust that speaks Phoenix's wire protocol byte for byte, so the
-//! unmodified `phoenix` npm client (and apps built on it) connect to it unchanged.
+//! Phoenix Channels in Rust, speaking Phoenix's wire protocol byte for byte, so the unmodified
+//! `phoenix` npm client (and apps built on it) connect unchanged. The framework part of
+//! phx-server: Endpoint, Socket, Channel, Router, PubSub, Presence, Phoenix.Token and the
+//! transports; your channels are the application.
 //!
 //! ## Layout
 //! - [`endpoint`]: the Endpoint — mounted sockets, the live-socket registry, drain — around a
@@ -10,13 +12,22 @@
 //! - [`channel`]: the Channel behaviour and the `socket` a callback gets; [`channel::server`]
 //!   runs one task per joined channel.
 //! - [`router`]: topic patterns → channels.
-//! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic.
-//! - [`transport`]: WebSocket and LongPoll, sharing the handshake rules.
+//! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic; it takes
+//!   its own outbound queue ([`session::Session::take_outgoing`]).
+//! - [`transport`]: WebSocket and LongPoll — one driver loop over a small transport trait,
+//!   one typed handshake refusal ([`transport::handshake::Refusal`]), the shared handshake
+//!   rules; [`frame`]: the frames a socket sends, in our own types.
 //! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
 //! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
 //!   `presence_diff`s; untracks when a channel ends.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
-//! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings.
+//! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings;
+//!   [`body_timeout`]: the error a slow request body fails with.
+//!
+//! Dependencies between modules point one way (`config` ← `context` ← `socket`/`channel` ←
+//! `router` ← `endpoint` ← `session` ← `transport` ← `http`); `scripts/module_cycles.py`
+//! checks there is no circle. The crate has no SQL driver: applications (the Rumbl crate in
+//! this repository) bring their own storage.
 //!
 //! ## From Phoenix
 //!

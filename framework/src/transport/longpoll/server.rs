@@ -3,7 +3,7 @@
 //!
 //! The task owns the [`Session`]. It takes three kinds of input:
 //! * POSTed batches ([`Request::Publish`]): each frame is decoded and dispatched in order, and
-//!   the batch is acknowledged only after every frame was processed (a join's [`Wait`] is
+//!   the batch is acknowledged only after every frame was processed (a join's [`Wait`](crate::session::Wait) is
 //!   awaited like on a WebSocket), so the client's next batch cannot overtake this one;
 //! * polls ([`Request::Poll`]): answered at once with everything buffered, or held until a
 //!   frame arrives (the HTTP side gives up after `window` and answers 204);
