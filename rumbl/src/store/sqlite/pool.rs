@@ -13,17 +13,58 @@
 //!
 //! Each connection gets its settings once, when the pool creates it (a post-create hook),
 //! rather than per call. A panic inside a call poisons only that connection: deadpool
-//! discards it and opens a fresh one. Neither pool has a wait timeout: a call waits its turn,
-//! and the deadline checks inside the calls decide what is too late.
+//! discards it and opens a fresh one (see [`FastRecycle`]: that is the only check made when
+//! a connection is handed out again). Neither pool has a wait timeout: a call waits its
+//! turn, and the deadline checks inside the calls decide what is too late.
 
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
-use deadpool_sqlite::{Hook, HookError, Manager, Pool, Runtime};
+use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
+use deadpool_sqlite::Runtime;
 use rusqlite::Connection;
 
 use crate::store::StoreError;
+
+/// deadpool-sqlite's manager with a cheaper recycle check.
+///
+/// deadpool-sqlite 0.14 has no `RecyclingMethod` (unlike deadpool-postgres, where the store
+/// uses `Fast`): its recycle runs `SELECT $1` through `interact` on every checkout, so every
+/// store call made two hops through the blocking pool, one of them only to ask a local file
+/// whether it still answers. It always does: a SQLite connection does not go stale the way a
+/// socket does, and a real I/O error shows up in the call itself (mapped to
+/// [`StoreError::Unavailable`]). What the check did catch is a connection whose mutex a
+/// panicking call poisoned; that is tested here without a query, so such a connection is
+/// still discarded and replaced. (The one difference: a panic in a call whose caller was
+/// cancelled, and which is still running at the next checkout, now fails that next call once
+/// instead of being caught by the recycle query; a panic in a call is a bug either way.)
+/// Connections are still created by deadpool-sqlite's own manager.
+#[derive(Debug)]
+struct FastRecycle(deadpool_sqlite::Manager);
+
+impl managed::Manager for FastRecycle {
+    type Type = <deadpool_sqlite::Manager as managed::Manager>::Type;
+    type Error = rusqlite::Error;
+
+    async fn create(&self) -> Result<Self::Type, Self::Error> {
+        self.0.create().await
+    }
+
+    async fn recycle(&self, conn: &mut Self::Type, _: &Metrics) -> RecycleResult<Self::Error> {
+        if conn.is_mutex_poisoned() {
+            return Err(RecycleError::message(
+                "a call panicked on this connection; it is discarded",
+            ));
+        }
+        Ok(())
+    }
+}
+
+type Pool = managed::Pool<FastRecycle>;
+type Hook = managed::Hook<FastRecycle>;
+type HookError = managed::HookError<rusqlite::Error>;
+type PoolError = managed::PoolError<rusqlite::Error>;
 
 /// Most reader connections, whatever the configured pool size: SQLite reads are fast and the
 /// blocking pool is shared with everything else.
@@ -141,7 +182,10 @@ fn pool(
     busy_timeout: Duration,
     read_only: bool,
 ) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(&deadpool_sqlite::Config::new(path), Runtime::Tokio1);
+    let manager = FastRecycle(deadpool_sqlite::Manager::from_config(
+        &deadpool_sqlite::Config::new(path),
+        Runtime::Tokio1,
+    ));
     Pool::builder(manager)
         .max_size(size)
         .runtime(Runtime::Tokio1)
@@ -158,8 +202,7 @@ fn pool(
 }
 
 /// A pool's error as the store reports it.
-fn pool_error(e: deadpool_sqlite::PoolError) -> StoreError {
-    use deadpool_sqlite::PoolError;
+fn pool_error(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(inner) => inner.into(),
         PoolError::Closed => StoreError::Unavailable("sqlite store is closed".into()),
@@ -185,5 +228,39 @@ where
             tracing::error!("sqlite call failed: {e}");
             Err(StoreError::Unavailable(format!("sqlite call failed: {e}")))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the recycle check is for: a call that panics poisons its connection, and the
+    /// next call on that lane gets a fresh one instead of the poisoned mutex.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_panicked_connection_is_replaced() {
+        let dir = std::env::temp_dir().join(format!(
+            "phx_sqlite_pool_{}_{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let pools = Pools::new(&dir.join("db.sqlite3"), 1, Duration::from_secs(1)).expect("pools");
+        let one = |c: &mut Connection| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?);
+
+        assert_eq!(pools.run(Lane::Writer, one).await.ok(), Some(1));
+        let panicked = pools
+            .run(Lane::Writer, |_| -> Result<(), StoreError> {
+                panic!("a bug inside a call")
+            })
+            .await;
+        assert!(
+            matches!(panicked, Err(StoreError::Unavailable(_))),
+            "{panicked:?}"
+        );
+        assert_eq!(pools.run(Lane::Writer, one).await.ok(), Some(1));
+
+        pools.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
