@@ -6,7 +6,9 @@
 //! ([`StoreError::Invalid`] / [`StoreError::Constraint`]) or "bug / unexpected"
 //! ([`StoreError::Other`]). Driver errors are therefore classified here, in one
 //! place, instead of leaking `tokio_postgres::Error` / `rusqlite::Error` into
-//! the channel code.
+//! the channel code. A failed pool checkout (pool closed, wait timed out) is
+//! about the pool rather than the database, so each backend's `pool.rs` maps
+//! it, handing the driver error inside it back to the classification here.
 
 /// Everything that can go wrong in an [`AnnotationStore`](super::AnnotationStore) call.
 #[derive(Debug, thiserror::Error)]
@@ -93,21 +95,6 @@ impl From<tokio_postgres::Error> for StoreError {
             StoreError::Unavailable(detail)
         } else {
             StoreError::Other(detail)
-        }
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for StoreError {
-    fn from(e: deadpool_postgres::PoolError) -> Self {
-        use deadpool_postgres::PoolError;
-        match e {
-            PoolError::Backend(inner) => inner.into(),
-            PoolError::Timeout(kind) => {
-                StoreError::Unavailable(format!("connection pool timeout ({kind:?})"))
-            }
-            PoolError::Closed => StoreError::Unavailable("connection pool closed".into()),
-            PoolError::PostCreateHook(h) => StoreError::Unavailable(h.to_string()),
-            PoolError::NoRuntimeSpecified => StoreError::Other("pool has no runtime".into()),
         }
     }
 }

@@ -21,8 +21,23 @@
 //!   file `./data/rumbl.sqlite3` is created on first start.
 //!
 //! Both backends use the book's table and column names (see
-//! [`migrate`](mod@migrate) and `migrations/`), so phx-server can be pointed at an
+//! [`migrations`] and `migrations/`), so phx-server can be pointed at an
 //! existing Rumbl database unchanged.
+//!
+//! # Layout
+//!
+//! One concern per file, so a change to (say) how connections are pooled touches one file
+//! and cannot quietly change a query:
+//!
+//! * this file: the trait and the values it hands out;
+//! * `open.rs`: which backend a URL names, [`StoreOptions`], [`open()`]/[`open_with`]/[`migrate`];
+//! * `post.rs`: [`Post`] and the acknowledgement contract, and the input checks;
+//! * [`migrations`]: the embedded SQL and the one migration plan both backends execute;
+//! * [`seed`]: the demo rows both backends insert;
+//! * `error.rs`: [`StoreError`] and how driver errors map onto it;
+//! * [`postgres`] and [`sqlite`]: each split the same way — `pool.rs` (connections),
+//!   `queries.rs` (statements and rows), `migrations.rs` and `seed.rs` (executing the shared
+//!   plan and data), plus how a post is committed (`batcher.rs` / `post.rs`).
 //!
 //! # Errors
 //!
@@ -30,21 +45,24 @@
 //! locked maps to [`StoreError::Unavailable`] quickly (short pool wait /
 //! connect timeouts, SQLite busy timeout) instead of hanging the channel.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::Serialize;
 
 mod error;
-pub mod migrate;
+pub mod migrations;
+mod open;
+mod post;
 pub mod postgres;
 pub mod seed;
 pub mod sqlite;
 
 pub use error::StoreError;
-pub use migrate::{migrate, MigrationReport};
+pub use migrations::MigrationReport;
+pub use open::{
+    migrate, open, open_with, redact, AutoMigrate, DatabaseUrl, StoreOptions, DEFAULT_SQLITE_PATH,
+};
+pub(crate) use post::{deadline_passed, validate_annotation};
+pub use post::{OnCommit, Post, POST_DEADLINE};
 pub use seed::{seed_demo_if_empty, SeedReport};
 
 /// A video row (`videos` table).
@@ -210,7 +228,7 @@ pub trait AnnotationStore: Send + Sync + 'static {
     async fn ensure_user(&self, id: i64) -> Result<(), StoreError>;
 
     /// Applies the embedded migrations (idempotent; adopts tables created by
-    /// Ecto). See [`migrate`](mod@migrate).
+    /// Ecto). See [`migrations`].
     async fn migrate(&self) -> Result<MigrationReport, StoreError>;
 
     /// Inserts the demo users/categories/videos/annotations if the database
@@ -239,214 +257,6 @@ pub trait AnnotationStore: Send + Sync + 'static {
         }
         Ok(found)
     }
-}
-
-/// How long a post may take, counted from its arrival: well inside phoenix.js's 10 s push
-/// timeout, so the client hears the answer (ok or error) itself instead of timing out.
-pub const POST_DEADLINE: Duration = Duration::from_secs(5);
-
-/// Runs once for a committed row, in the code path that learned of the commit — the video
-/// channel broadcasts the row here, so no row is committed unbroadcast even when its caller
-/// was cancelled or gave up.
-pub type OnCommit = Box<dyn FnOnce(&Annotation) + Send + 'static>;
-
-/// One annotation to insert, with what the acknowledgement contract needs:
-///
-/// * a caller that gets `Ok` has its row;
-/// * a caller that gets an error (or gives up at its deadline) does not, and never will: the
-///   store checks `deadline` before COMMIT and leaves a row whose deadline passed uncommitted;
-/// * nothing commits unbroadcast: `on_commit` runs for every committed row.
-pub struct Post {
-    /// The video annotated.
-    pub video_id: i64,
-    /// The author (the socket's user).
-    pub user_id: i64,
-    /// The text.
-    pub body: String,
-    /// Player time in milliseconds.
-    pub at: i64,
-    /// Past this instant the row is not committed any more (the caller gets an error).
-    pub deadline: tokio::time::Instant,
-    /// Runs once if (and only if) the row is committed.
-    pub on_commit: Option<OnCommit>,
-}
-
-impl Post {
-    /// A post with a deadline [`POST_DEADLINE`] from now and no commit hook.
-    pub fn new(video_id: i64, user_id: i64, body: &str, at: i64) -> Self {
-        Post {
-            video_id,
-            user_id,
-            body: body.to_string(),
-            at,
-            deadline: tokio::time::Instant::now() + POST_DEADLINE,
-            on_commit: None,
-        }
-    }
-
-    /// Runs the commit hook (at most once).
-    pub(crate) fn committed(&mut self, ann: &Annotation) {
-        if let Some(f) = self.on_commit.take() {
-            f(ann);
-        }
-    }
-}
-
-/// The error for a post whose deadline passed before its row could be committed.
-pub(crate) fn deadline_passed() -> StoreError {
-    StoreError::Unavailable(format!(
-        "no commit within the post deadline ({POST_DEADLINE:?} from arrival)"
-    ))
-}
-
-/// When to run migrations as part of [`open_with`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AutoMigrate {
-    /// SQLite migrates on open (it is the zero-configuration local default);
-    /// Postgres does not (shared databases are migrated explicitly with
-    /// `phx-server migrate` or `serve --migrate`).
-    #[default]
-    SqliteOnly,
-    /// Migrate on open for both backends.
-    Always,
-    /// Never migrate on open.
-    Never,
-}
-
-/// Tuning knobs for [`open_with`]. `StoreOptions::new(pool_size)` gives the
-/// defaults used by [`open`].
-#[derive(Debug, Clone)]
-pub struct StoreOptions {
-    /// Postgres: maximum pooled connections. SQLite: number of reader
-    /// threads (clamped to 1..=4; there is always exactly one writer).
-    pub pool_size: usize,
-    /// How long a caller waits for a free pooled connection (Postgres) before
-    /// getting [`StoreError::Unavailable`].
-    pub wait_timeout: Duration,
-    /// TCP connect timeout for new Postgres connections.
-    pub connect_timeout: Duration,
-    /// SQLite `busy_timeout`: how long a statement waits on a lock held by
-    /// another process before failing with [`StoreError::Unavailable`].
-    pub busy_timeout: Duration,
-    /// Whether [`open_with`] migrates.
-    pub auto_migrate: AutoMigrate,
-}
-
-impl StoreOptions {
-    /// Defaults around a pool of `pool_size` connections (at least 1): 2 s to get a
-    /// connection or to connect, SQLite's busy timeout 5 s, migrations as [`AutoMigrate`]'s
-    /// default.
-    pub fn new(pool_size: usize) -> Self {
-        StoreOptions {
-            pool_size: pool_size.max(1),
-            wait_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(2),
-            busy_timeout: Duration::from_secs(5),
-            auto_migrate: AutoMigrate::default(),
-        }
-    }
-}
-
-/// Where the SQLite file lives when no database URL is configured.
-pub const DEFAULT_SQLITE_PATH: &str = "./data/rumbl.sqlite3";
-
-/// A parsed database URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// `postgres://` or `postgresql://`: the URL as given.
-    Postgres(String),
-    /// `sqlite://<path>` (or no URL: [`DEFAULT_SQLITE_PATH`]).
-    Sqlite(PathBuf),
-}
-
-impl DatabaseUrl {
-    /// `None`/empty → the default SQLite file; `sqlite://PATH` or
-    /// `sqlite:PATH` → SQLite file (`sqlite:///abs/path` for absolute
-    /// paths; a `?query` suffix is ignored); `postgres://` or
-    /// `postgresql://` → Postgres (passed to tokio-postgres as is).
-    pub fn parse(url: Option<&str>) -> Result<DatabaseUrl, StoreError> {
-        let url = match url.map(str::trim) {
-            None | Some("") => return Ok(DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH))),
-            Some(u) => u,
-        };
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(DatabaseUrl::Postgres(url.to_string()));
-        }
-        if let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        {
-            let path = rest.split('?').next().unwrap_or("");
-            if path.is_empty() || path == ":memory:" {
-                return Err(StoreError::Invalid(format!(
-                    "sqlite URL needs a file path (in-memory databases are not supported): {url}"
-                )));
-            }
-            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
-        }
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL (expected postgres://, postgresql:// or sqlite://): {}",
-            redact(url)
-        )))
-    }
-}
-
-/// Hides a password in a URL before it goes into an error message or log.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}://{}:***{}",
-            &url[..scheme_end],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
-    }
-}
-
-/// Opens the store for `database_url` with default options and
-/// `pool_size` connections. See [`DatabaseUrl::parse`] for accepted URLs
-/// and [`AutoMigrate::SqliteOnly`] for the migration default.
-pub async fn open(
-    database_url: Option<&str>,
-    pool_size: usize,
-) -> Result<Arc<dyn AnnotationStore>, StoreError> {
-    open_with(database_url, StoreOptions::new(pool_size)).await
-}
-
-/// Opens the store with explicit options. Postgres is pinged once so a
-/// wrong URL or a down database fails at startup with
-/// [`StoreError::Unavailable`] instead of on the first channel join.
-pub async fn open_with(
-    database_url: Option<&str>,
-    opts: StoreOptions,
-) -> Result<Arc<dyn AnnotationStore>, StoreError> {
-    let store: Arc<dyn AnnotationStore> = match DatabaseUrl::parse(database_url)? {
-        DatabaseUrl::Postgres(url) => {
-            let store = postgres::PostgresStore::new(&url, &opts)?;
-            store.ping().await?;
-            if opts.auto_migrate == AutoMigrate::Always {
-                store.migrate().await?;
-            }
-            Arc::new(store)
-        }
-        DatabaseUrl::Sqlite(path) => {
-            let store = sqlite::SqliteStore::open(&path, &opts).await?;
-            if opts.auto_migrate != AutoMigrate::Never {
-                store.migrate().await?;
-            }
-            Arc::new(store)
-        }
-    };
-    Ok(store)
 }
 
 /// The book's slug function: lowercase, and every run of characters that
@@ -484,26 +294,6 @@ pub fn parse_video_param(param: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
-/// Input checks shared by both backends, so they reject the same things.
-pub(crate) fn validate_annotation(body: &str, at: i64) -> Result<(), StoreError> {
-    if body.trim().is_empty() {
-        return Err(StoreError::Invalid("body can't be blank".into()));
-    }
-    if body.chars().count() > crate::annotation::MAX_BODY_CHARS {
-        return Err(StoreError::Invalid(format!(
-            "body should be at most {} character(s)",
-            crate::annotation::MAX_BODY_CHARS
-        )));
-    }
-    if !(0..=i64::from(i32::MAX)).contains(&at) {
-        return Err(StoreError::Invalid(format!(
-            "at must be between 0 and {} milliseconds, got {at}",
-            i32::MAX
-        )));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,29 +316,5 @@ mod tests {
         assert_eq!(parse_video_param("elixir"), None);
         assert_eq!(parse_video_param(""), None);
         assert_eq!(parse_video_param("99999999999999999999-x"), None);
-    }
-
-    #[test]
-    fn url_parsing() {
-        assert_eq!(
-            DatabaseUrl::parse(None).ok(),
-            Some(DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)))
-        );
-        assert_eq!(
-            DatabaseUrl::parse(Some("sqlite:///tmp/x.db?mode=rwc")).ok(),
-            Some(DatabaseUrl::Sqlite(PathBuf::from("/tmp/x.db")))
-        );
-        assert_eq!(
-            DatabaseUrl::parse(Some("sqlite://data/x.db")).ok(),
-            Some(DatabaseUrl::Sqlite(PathBuf::from("data/x.db")))
-        );
-        assert!(matches!(
-            DatabaseUrl::parse(Some("postgresql://u@h/db")),
-            Ok(DatabaseUrl::Postgres(_))
-        ));
-        assert!(matches!(
-            DatabaseUrl::parse(Some("mysql://u:secret@h/db")),
-            Err(StoreError::Invalid(m)) if !m.contains("secret")
-        ));
     }
 }

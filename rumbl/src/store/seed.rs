@@ -6,10 +6,11 @@
 //! and a couple of annotations on video 2. A database that already has users
 //! or videos (e.g. an existing Rumbl database) is never touched.
 //!
-//! The rows are defined here once; each backend inserts them with its own
-//! driver inside one transaction (see `seed_demo_if_empty` in `postgres.rs`
-//! and `sqlite.rs`). Ids are explicit so tokens/fixtures can refer to user 1
-//! and video 2; Postgres sequences are advanced past them afterwards.
+//! The rows are defined here once, so both backends seed the same demo; each
+//! backend inserts them with its own driver inside one transaction
+//! (`postgres/seed.rs`, `sqlite/seed.rs`). Ids are explicit so tokens/fixtures
+//! can refer to user 1 and video 2; Postgres sequences are advanced past them
+//! afterwards.
 
 use serde::Serialize;
 

@@ -1,5 +1,11 @@
 //! Group commit for the Postgres store's `post_annotation`, and the acknowledgement contract
 //! it keeps (see [`InsertBatcher`]).
+//!
+//! A file of its own because it is the one place where Postgres writes are concurrent,
+//! cancellable and may lose their answer: queueing, leading a batch, the multi-row INSERT
+//! (its row layout and the transaction id it returns are this file's protocol, so the
+//! statement lives here rather than in `queries.rs`), the deadline check before COMMIT and
+//! resolving a COMMIT whose answer was lost all belong together.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +13,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::time::Instant;
 
-use super::{annotation_from_row, NOW_UTC};
+use super::queries::{annotation_from_row, NOW_UTC};
 use crate::store::{deadline_passed, Annotation, Post, StoreError};
 
 /// Most rows in one group-commit statement.

@@ -5,7 +5,10 @@
 //! holds the *data* (which files, which columns the code reads, which
 //! missing columns may be added) and the one runner's decisions, `plan`:
 //! each backend only reads what the database holds, asks `plan` what to run,
-//! and executes those steps with its own driver in one transaction:
+//! and executes those steps with its own driver in one transaction
+//! (`postgres/migrations.rs`, `sqlite/migrations.rs`). Nothing here touches a
+//! database, so the rules are unit-tested without one; opening a database to
+//! migrate it is [`migrate`](super::migrate)'s job. A run goes:
 //!
 //! 1. lock (Postgres advisory lock; SQLite `BEGIN IMMEDIATE`) and create our
 //!    tracking table `phx_server_migrations` if missing;
@@ -29,7 +32,7 @@
 
 use serde::Serialize;
 
-use super::{AutoMigrate, Backend, DatabaseUrl, StoreError, StoreOptions};
+use super::{Backend, StoreError};
 
 /// Name of the table that records which of our migrations ran.
 pub const TRACKING_TABLE: &str = "phx_server_migrations";
@@ -298,23 +301,6 @@ pub(crate) fn existing_tables<'a>(tables: &'a [String]) -> impl Iterator<Item = 
         .iter()
         .map(|m| m.table)
         .filter(move |t| tables.iter().any(|x| x == t))
-}
-
-/// Opens the database at `database_url` (same rules as
-/// [`open`](super::open)), applies the migrations and closes it again.
-/// Used by `phx-server migrate` and `serve --migrate`.
-pub async fn migrate(database_url: Option<&str>) -> Result<MigrationReport, StoreError> {
-    let mut opts = StoreOptions::new(1);
-    opts.auto_migrate = AutoMigrate::Never;
-    let store: Box<dyn super::AnnotationStore> = match DatabaseUrl::parse(database_url)? {
-        DatabaseUrl::Postgres(url) => Box::new(super::postgres::PostgresStore::new(&url, &opts)?),
-        DatabaseUrl::Sqlite(path) => {
-            Box::new(super::sqlite::SqliteStore::open(&path, &opts).await?)
-        }
-    };
-    let report = store.migrate().await;
-    store.close().await;
-    report
 }
 
 #[cfg(test)]
