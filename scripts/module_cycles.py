@@ -4,7 +4,7 @@
 ARCHITECTURE: dependencies between modules point one way (config <- context <- socket <-
 endpoint <- session <- transport), so a module can be read, tested and moved without the rest.
 This reads every `crate::<module>` path in a crate's sources (comments stripped; `#[cfg(test)]`
-code counts too) and reports each strongly connected group of more than one module.
+code counts too), and every `super::` path that climbs to the crate root, and reports each strongly connected group of more than one module.
 
     python3 scripts/module_cycles.py framework/src rumbl/src fixture/src
 """
@@ -32,6 +32,13 @@ def graph(src: pathlib.Path) -> dict:
             continue
         text = strip_comments(path.read_text())
         used = set(re.findall(r"\bcrate::([a-z_][a-z0-9_]*)", text))
+        # `super::` climbs from the file's own module: from a top-level module's file
+        # (src/x.rs, src/x/mod.rs) one `super::` reaches the crate root, from src/x/y.rs two.
+        rel = path.relative_to(src).parts
+        depth = len(rel) - (1 if rel[-1] in ("mod.rs",) or len(rel) == 1 else 0)
+        for supers, name in re.findall(r"\b((?:super::)+)([a-z_][a-z0-9_]*)", text):
+            if supers.count("super::") >= depth:
+                used.add(name)
         # `use crate::{a, b::c}` groups
         for group in re.findall(r"\bcrate::\{([^}]*)\}", text):
             used |= {m.split("::")[0].strip() for m in group.split(",") if m.strip()}

@@ -165,7 +165,7 @@ export async function watchAs(browser, baseUrl, username, { socketOptions, onPag
   assert.equal(r.status(), 200);
   assert.match(page.url(), /\/login\?next=%2Fwatch%2F2-elixir$/, "not logged in → the login page");
   // `serve` with a DATABASE_URL checks passwords; the seeded users' password is the one the
-  // README gives (src/rumbl/store/seed.rs DEMO_PASSWORD).
+  // README gives (rumbl/src/store/seed.rs DEMO_PASSWORD).
   await page.fill("#username", username);
   await page.fill("#password", "phoenix");
   await Promise.all([page.waitForURL(`${baseUrl}/watch/2-elixir`), page.click("button[type=submit]")]);

@@ -54,10 +54,9 @@ fn is_empty(v: Option<&Value>) -> bool {
     }
 }
 
-/// Most Unicode scalar values in a body. The book has no bound; without one, a single post
-/// (up to the frame limit) lands in the table and in every later join reply (200 of them), so
-/// the limit also bounds a join reply's size: 200 × 1000 scalars × 4 bytes.
-pub const MAX_BODY_CHARS: usize = 1000;
+/// The store's bound on a body, which the changeset checks first so the client gets
+/// `validate_length`'s message.
+pub use super::store::MAX_BODY_CHARS;
 
 /// `cast` + `validate_required` + `validate_length(:body, max: 1000)` for `body`
 /// (`:string`). Ecto counts graphemes by default; we count Unicode scalar values, which is never

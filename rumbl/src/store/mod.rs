@@ -157,6 +157,13 @@ pub enum Backend {
     Sqlite,
 }
 
+/// Most Unicode scalar values in an annotation body. The book has no bound; without one, a
+/// single post (up to the frame limit) lands in the table and in every later join reply (200
+/// of them), so the limit also bounds a join reply's size: 200 × 1000 scalars × 4 bytes. The
+/// store refuses a longer body whoever calls it; the changeset
+/// ([`crate::annotation`]) checks it first to answer with Ecto's message.
+pub const MAX_BODY_CHARS: usize = 1000;
+
 /// The storage interface used by the Rumbl channel, pages and CLI.
 ///
 /// Implementations are cheap to share (`Arc<dyn AnnotationStore>`) and safe

@@ -74,10 +74,10 @@ pub(crate) fn validate_annotation(body: &str, at: i64) -> Result<(), StoreError>
     if body.trim().is_empty() {
         return Err(StoreError::Invalid("body can't be blank".into()));
     }
-    if body.chars().count() > crate::annotation::MAX_BODY_CHARS {
+    if body.chars().count() > super::MAX_BODY_CHARS {
         return Err(StoreError::Invalid(format!(
             "body should be at most {} character(s)",
-            crate::annotation::MAX_BODY_CHARS
+            super::MAX_BODY_CHARS
         )));
     }
     if !(0..=i64::from(i32::MAX)).contains(&at) {
