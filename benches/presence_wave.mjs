@@ -32,9 +32,9 @@
 
 import { createRequire } from "node:module";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { dirname, resolve } from "node:path";
+import { freePort } from "../compat-tests/lib/ports.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(resolve(HERE, "../compat-tests/package.json"));
@@ -50,16 +50,6 @@ const WINDOW_MS = Number(process.env.WINDOW_S || 8) * 1000;
 const CONCURRENCY = Number(process.env.CONCURRENCY || 100);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 async function startServer() {
   const bin = resolve(process.cwd(), process.env.PHX_SERVER_BIN);

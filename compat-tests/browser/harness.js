@@ -12,9 +12,9 @@ import { mkdtempSync, rmSync, existsSync, mkdirSync, createWriteStream, symlinkS
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { chromium } from "playwright-core";
+import { freePort } from "../lib/ports.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const REPO = resolve(HERE, "../..");
@@ -25,16 +25,6 @@ const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 export function checkPrerequisites() {
   for (const [what, path] of [["server binary (PHX_SERVER_BIN)", BIN], ["bundle (vendor-js/build.sh)", join(ASSETS, "app.js")], ["chromium (scripts/browser-deps.sh)", CHROMIUM]]) {

@@ -11,27 +11,17 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { existsSync } from "node:fs";
 import { createHmac, pbkdf2Sync } from "node:crypto";
 import WebSocket from "ws";
 import { Socket, Presence } from "phoenix";
+import { freePort } from "../lib/ports.js";
 
 const BIN = resolve(process.env.PHX_SERVER_BIN || "../target/debug/phx-server");
 const EXAMPLES = join(dirname(BIN), "examples");
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once("error", rej);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Starts examples/<name> with PORT (and `extra`) only; resolves once /healthz answers. */
 async function startExample(name, extra = {}) {

@@ -175,19 +175,9 @@ export function sharedServer() {
   return shared;
 }
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    import("node:net").then(({ default: net }) => {
-      const s = net.createServer();
-      s.listen(0, "127.0.0.1", () => {
-        const { port } = s.address();
-        s.close(() => resolve(port));
-      });
-      s.on("error", reject);
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (shared with the other suites; pg.js takes it from here). */
+import { freePort } from "../../lib/ports.js";
+export { freePort };
 
 const spawned = new Set();
 process.on("exit", () => {
