@@ -138,6 +138,36 @@ pub struct Config {
     /// (half-sent requests, requests in flight) get to finish before they are aborted and the
     /// process exits (`SHUTDOWN_GRACE_MS`, default 5000).
     pub shutdown_grace: Duration,
+    /// Cluster: `PUBSUB_ADAPTER` (`local`, the default, or `redis`) and its settings.
+    pub pubsub: PubSubConfig,
+}
+
+/// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
+/// `{Phoenix.PubSub, name: ..., adapter: ...}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PubSubConfig {
+    /// One node: broadcasts reach this node's subscribers only (`Phoenix.PubSub.PG2` on a
+    /// single node).
+    #[default]
+    Local,
+    /// phoenix_pubsub_redis: every node subscribes to one Redis channel; Elixir nodes on the
+    /// same Redis and PubSub name are part of the same PubSub.
+    Redis(RedisConfig),
+}
+
+/// The Redis adapter's settings, named as phoenix_pubsub_redis names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `REDIS_URL` (default `redis://127.0.0.1:6379`).
+    pub url: String,
+    /// `NODE_NAME`: this node's name on the wire; required, and unique in the cluster (two
+    /// nodes with one name drop each other's broadcasts, as in phoenix_pubsub_redis).
+    pub node_name: String,
+    /// `PUBSUB_NAME`: the Elixir app's PubSub module (`Rumbl.PubSub`), which names the Redis
+    /// channel `phx:Elixir.Rumbl.PubSub.Adapter` (default `PhxServer.PubSub`).
+    pub pubsub_name: String,
+    /// `REDIS_COMPRESSION_LEVEL` (0–9, default 0): zlib level of published terms.
+    pub compression_level: u32,
 }
 
 /// The development secret used when `SECRET_KEY_BASE` is unset. Never use it in production.
@@ -183,6 +213,7 @@ impl Default for Config {
             http_max_headers: 100,
             max_connections: default_max_connections(),
             shutdown_grace: Duration::from_secs(5),
+            pubsub: PubSubConfig::Local,
         }
     }
 }
@@ -412,7 +443,50 @@ impl Config {
                 "SHUTDOWN_GRACE_MS",
                 d.shutdown_grace.as_millis() as u64,
             )?),
+            pubsub: pubsub_from_env()?,
         })
+    }
+}
+
+/// `PUBSUB_ADAPTER`, and with `redis` its `REDIS_URL`, `NODE_NAME`, `PUBSUB_NAME`,
+/// `REDIS_COMPRESSION_LEVEL`.
+fn pubsub_from_env() -> Result<PubSubConfig, ConfigError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match var("PUBSUB_ADAPTER").as_deref() {
+        None | Some("local") => Ok(PubSubConfig::Local),
+        Some("redis") => {
+            let node_name = var("NODE_NAME").ok_or(ConfigError {
+                name: "NODE_NAME",
+                value: String::new(),
+                why: "required with PUBSUB_ADAPTER=redis, and unique per node",
+            })?;
+            if node_name == "nonode@nohost" {
+                return Err(ConfigError {
+                    name: "NODE_NAME",
+                    value: node_name,
+                    why: "nonode@nohost is what an Elixir node without a name is called",
+                });
+            }
+            let compression_level: u32 = env_parse("REDIS_COMPRESSION_LEVEL", 0)?;
+            if compression_level > 9 {
+                return Err(ConfigError {
+                    name: "REDIS_COMPRESSION_LEVEL",
+                    value: compression_level.to_string(),
+                    why: "must be 0..=9",
+                });
+            }
+            Ok(PubSubConfig::Redis(RedisConfig {
+                url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
+                node_name,
+                pubsub_name: var("PUBSUB_NAME").unwrap_or_else(|| "PhxServer.PubSub".into()),
+                compression_level,
+            }))
+        }
+        Some(other) => Err(ConfigError {
+            name: "PUBSUB_ADAPTER",
+            value: other.into(),
+            why: "expected local or redis",
+        }),
     }
 }
 

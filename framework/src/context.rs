@@ -15,8 +15,9 @@ use phx_protocol::etf::Term;
 use phx_protocol::token::{MaxAge, TokenError};
 use phx_protocol::Payload;
 
-use crate::config::Config;
+use crate::config::{Config, PubSubConfig};
 use crate::metrics::Metrics;
+use crate::pubsub::redis::RedisAdapter;
 use crate::pubsub::{BroadcastMsg, LocalPubSub, PubSub};
 use crate::token::Tokens;
 
@@ -54,12 +55,20 @@ impl Context {
     pub fn new(config: impl Into<Arc<Config>>) -> Self {
         let config = config.into();
         let metrics = Arc::new(Metrics::default());
+        let local = Arc::new(LocalPubSub::new(metrics.clone()));
+        let mut pubsub = PubSub::new(local.clone());
+        if let PubSubConfig::Redis(redis) = &config.pubsub {
+            // The adapter connects in the background; an unusable REDIS_URL or a missing
+            // runtime leaves this node serving alone, loudly.
+            match RedisAdapter::start(redis, local, metrics.clone()) {
+                Ok(adapter) => pubsub = pubsub.with_adapter(adapter),
+                Err(e) => tracing::error!("PubSub: the Redis adapter did not start: {e}; serving as a single node"),
+            }
+        }
         Context {
             inner: Arc::new(Inner {
                 tokens: Tokens::new(&config.secret_key_base),
-                pubsub: PubSub {
-                    local: LocalPubSub::new(metrics.clone()),
-                },
+                pubsub,
                 metrics,
                 config,
                 ids: AtomicU64::new(1),

@@ -19,6 +19,7 @@ use crate::config::{Config, SocketOptions};
 use crate::conn::ConnHandle;
 use crate::context::Context;
 use crate::metrics::Metrics;
+use crate::pubsub::AdapterStatus;
 use crate::pubsub::PubSub;
 use crate::router::Router;
 use crate::socket::SocketHandler;
@@ -232,6 +233,22 @@ impl Endpoint {
         }
         while !self.inner.live.is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // The sockets are gone (their presences with them): nothing more to tell the cluster.
+        if let Some(adapter) = self.pubsub().adapter() {
+            adapter.shutdown();
+        }
+    }
+
+    /// Whether this endpoint can serve: not draining, and its cluster adapter (if any) is
+    /// connected. `/readyz` answers with it.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.is_draining() {
+            return Err("draining");
+        }
+        match self.pubsub().adapter().map(|a| a.status()) {
+            Some(AdapterStatus::Disconnected) => Err("pubsub adapter disconnected: cross-node broadcasts are lost until it reconnects"),
+            _ => Ok(()),
         }
     }
 }

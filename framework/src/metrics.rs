@@ -38,6 +38,10 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    /// Sets the value.
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
     /// The current value.
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
@@ -65,13 +69,28 @@ pub struct Metrics {
     pub broadcasts: Counter,
     /// Frames queued by broadcast fan-out.
     pub deliveries: Counter,
+    /// Cluster (Redis adapter): envelopes published to the other nodes.
+    pub cluster_published: Counter,
+    /// Cluster: broadcasts that did not reach the other nodes (Redis down, publish queue full):
+    /// delivered locally, lost for every other node, as with phoenix_pubsub_redis.
+    pub cluster_lost: Counter,
+    /// Cluster: envelopes received from other nodes and delivered here.
+    pub cluster_received: Counter,
+    /// Cluster: envelopes received but dropped because the local fan-out fell behind.
+    pub cluster_dropped: Counter,
+    /// Cluster: messages on the channel that are not broadcasts for this node's sockets
+    /// (another node's own, a direct broadcast to another node, tracker traffic, plain terms,
+    /// garbage): ignored.
+    pub cluster_ignored: Counter,
+    /// Cluster: 1 while the adapter is connected, 0 while not (no adapter: 0).
+    pub cluster_connected: Gauge,
 }
 
 impl Metrics {
     /// Renders the counters in Prometheus' text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let rows: [(&str, &str, i128); 9] = [
+        let rows: [(&str, &str, i128); 15] = [
             ("phx_sockets", "gauge", self.sockets.get() as i128),
             ("phx_channels", "gauge", self.channels.get() as i128),
             ("phx_connects_total", "counter", self.connects.get() as i128),
@@ -100,6 +119,36 @@ impl Metrics {
                 "phx_deliveries_total",
                 "counter",
                 self.deliveries.get() as i128,
+            ),
+            (
+                "phx_cluster_published_total",
+                "counter",
+                self.cluster_published.get() as i128,
+            ),
+            (
+                "phx_cluster_lost_total",
+                "counter",
+                self.cluster_lost.get() as i128,
+            ),
+            (
+                "phx_cluster_received_total",
+                "counter",
+                self.cluster_received.get() as i128,
+            ),
+            (
+                "phx_cluster_dropped_total",
+                "counter",
+                self.cluster_dropped.get() as i128,
+            ),
+            (
+                "phx_cluster_ignored_total",
+                "counter",
+                self.cluster_ignored.get() as i128,
+            ),
+            (
+                "phx_cluster_connected",
+                "gauge",
+                self.cluster_connected.get() as i128,
             ),
         ];
         for (name, kind, value) in rows {

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, Request};
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::routing::{any, get};
 use axum::Router;
 
@@ -66,7 +66,21 @@ pub fn router(endpoint: &Endpoint) -> Router {
         }
     }
     let ep = endpoint.clone();
-    app.route("/healthz", get(|| async { "ok" })).route(
+    let ready = endpoint.clone();
+    app.route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ep = ready.clone();
+                async move {
+                    match ep.readiness() {
+                        Ok(()) => (StatusCode::OK, "ready".to_string()),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.to_string()),
+                    }
+                }
+            }),
+        )
+        .route(
         "/metrics",
         get(move || {
             let ep = ep.clone();

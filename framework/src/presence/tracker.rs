@@ -558,7 +558,10 @@ async fn flush_loop(tracker: Weak<Tracker>, topic: Arc<str>) {
             return;
         };
         let payload = tracker.fetch_diff(&topic, diff).await.into_payload();
-        context.pubsub().broadcast(BroadcastMsg {
+        // Local only: in a cluster every node computes the diffs of the state it holds (its
+        // own and its peers' replicated presences), so a diff sent to every node would reach
+        // each client once per node.
+        context.pubsub().local_broadcast(BroadcastMsg {
             topic: topic.clone(),
             event: "presence_diff".into(),
             payload: Payload::Json(payload),

@@ -1,15 +1,25 @@
-//! PubSub: topic subscriptions and broadcast fan-out.
+//! PubSub: topic subscriptions and broadcast fan-out, on this node and across a cluster.
 //!
-//! [`local`] holds the subscribers of this node. A cross-node adapter (Redis) would publish a
+//! [`local`] holds the subscribers of this node. An [`Adapter`] (the [`redis`] one) publishes a
 //! broadcast once to the other nodes, each of which fans it out locally; the local fan-out is
 //! the only place frames are encoded.
+//!
+//! Three ways to publish, as in `Phoenix.PubSub`:
+//! - [`PubSub::broadcast`]: every subscriber on every node (`broadcast_from` is the same with
+//!   the sender skipped — locally; other nodes have no such subscriber);
+//! - [`PubSub::local_broadcast`]: this node only — for what every node computes for itself
+//!   (Presence diffs), which would otherwise arrive once per node;
+//! - [`PubSub::direct_broadcast`]: one named node only.
 
+pub mod adapter;
 pub mod local;
+pub mod redis;
 
 use std::sync::Arc;
 
 use phx_protocol::Payload;
 
+pub use adapter::{Adapter, AdapterStatus, SideChannel};
 pub use local::{LocalPubSub, Subscriber, SubscriberKind};
 
 /// A broadcast in flight: Phoenix's `%Phoenix.Socket.Broadcast{}`.
@@ -39,14 +49,59 @@ pub trait Interceptor: Send + Sync {
 /// The endpoint's PubSub.
 #[derive(Default)]
 pub struct PubSub {
-    /// This node's subscribers.
-    pub local: LocalPubSub,
+    /// This node's subscribers (shared with the adapter, which delivers into it).
+    pub local: Arc<LocalPubSub>,
+    /// The other nodes, when the endpoint runs in a cluster.
+    adapter: Option<Arc<dyn Adapter>>,
 }
 
 impl PubSub {
-    /// Publishes a broadcast to every subscriber of its topic.
+    /// A PubSub over `local`, single-node until [`PubSub::with_adapter`].
+    pub fn new(local: Arc<LocalPubSub>) -> PubSub {
+        PubSub {
+            local,
+            adapter: None,
+        }
+    }
+
+    /// The same PubSub, carrying broadcasts to other nodes through `adapter`.
+    pub fn with_adapter(mut self, adapter: Arc<dyn Adapter>) -> PubSub {
+        self.adapter = Some(adapter);
+        self
+    }
+
+    /// The cluster adapter, if any.
+    pub fn adapter(&self) -> Option<&Arc<dyn Adapter>> {
+        self.adapter.as_ref()
+    }
+
+    /// This node's name in the cluster, if it is in one.
+    pub fn node_name(&self) -> Option<&str> {
+        self.adapter.as_deref().map(Adapter::node_name)
+    }
+
+    /// Publishes a broadcast to every subscriber of its topic, on every node; returns how many
+    /// local subscribers got it.
     pub fn broadcast(&self, msg: BroadcastMsg) -> usize {
+        let msg = Arc::new(msg);
+        if let Some(adapter) = &self.adapter {
+            adapter.broadcast(&msg);
+        }
+        self.local.broadcast(msg)
+    }
+
+    /// Publishes to this node's subscribers only.
+    pub fn local_broadcast(&self, msg: BroadcastMsg) -> usize {
         self.local.broadcast(Arc::new(msg))
+    }
+
+    /// Publishes to the subscribers on the node named `node` only. Without an adapter this
+    /// node is the whole cluster: `node` must be its name (`None` here), or nothing happens.
+    pub fn direct_broadcast(&self, node: &str, msg: BroadcastMsg) {
+        match &self.adapter {
+            Some(adapter) => adapter.direct_broadcast(node, &Arc::new(msg)),
+            None => tracing::debug!(node, "direct broadcast without a cluster adapter: dropped"),
+        }
     }
 
     /// Adds a subscriber to `topic`.

@@ -1,0 +1,108 @@
+//! Subscribing: one task owns a dedicated connection to the PubSub's Redis channel.
+//!
+//! It never waits on the local fan-out: what arrives is handed on through a bounded queue and
+//! dropped (counted) when that queue is full. A connection that stops answering — a half-open
+//! TCP connection after a network partition says nothing — is found by a PING every
+//! [`PING_EVERY`]; a lost connection is re-established with jittered backoff and the channel
+//! resubscribed. Messages published while this node was not subscribed are lost, as they are
+//! for an Elixir node (Redis keeps no pub/sub history).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{Backoff, Links};
+use crate::metrics::Metrics;
+
+/// How often the subscription connection is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// How long a PING (or a connect, or the SUBSCRIBE) may take before the connection is given up.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+pub(super) async fn run(
+    client: redis::Client,
+    channel: String,
+    received: mpsc::Sender<Vec<u8>>,
+    links: Arc<Links>,
+    metrics: Arc<Metrics>,
+) {
+    let mut backoff = Backoff::new();
+    while !links.is_stopped() {
+        match subscribe(&client, &channel).await {
+            Ok(pubsub) => {
+                backoff.reset();
+                links.subscribed.store(true, Ordering::Relaxed);
+                if links.connected() {
+                    metrics.cluster_connected.set(1);
+                }
+                tracing::info!(%channel, "PubSub: subscribed to Redis");
+                let why = listen(pubsub, &received, &links, &metrics).await;
+                links.subscribed.store(false, Ordering::Relaxed);
+                metrics.cluster_connected.set(0);
+                if links.is_stopped() {
+                    return;
+                }
+                tracing::warn!(%channel, "PubSub: Redis subscription lost ({why}); reconnecting");
+            }
+            Err(why) => {
+                crate::warn_limited!("PubSub: cannot subscribe to Redis ({why})");
+            }
+        }
+        let delay = backoff.next_delay();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = links.stopped() => return,
+        }
+    }
+}
+
+async fn subscribe(client: &redis::Client, channel: &str) -> Result<redis::aio::PubSub, String> {
+    let mut pubsub = tokio::time::timeout(TIMEOUT, client.get_async_pubsub())
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(TIMEOUT, pubsub.subscribe(channel))
+        .await
+        .map_err(|_| "SUBSCRIBE timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(pubsub)
+}
+
+/// Reads the subscription until it ends; returns why.
+async fn listen(
+    pubsub: redis::aio::PubSub,
+    received: &mpsc::Sender<Vec<u8>>,
+    links: &Links,
+    metrics: &Metrics,
+) -> String {
+    let (mut sink, mut stream) = pubsub.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    let bytes = msg.get_payload_bytes().to_vec();
+                    if received.try_send(bytes).is_err() {
+                        metrics.cluster_dropped.inc();
+                        crate::warn_limited!("PubSub: local fan-out behind; dropping a message from Redis");
+                    }
+                }
+                None => return "connection closed".into(),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return format!("PING failed: {e}"),
+                    Err(_) => return "PING not answered".into(),
+                }
+            }
+            _ = links.stopped() => return "shutdown".into(),
+        }
+    }
+}
