@@ -62,7 +62,9 @@ impl Context {
             // runtime leaves this node serving alone, loudly.
             match RedisAdapter::start(redis, local, metrics.clone()) {
                 Ok(adapter) => pubsub = pubsub.with_adapter(adapter),
-                Err(e) => tracing::error!("PubSub: the Redis adapter did not start: {e}; serving as a single node"),
+                Err(e) => tracing::error!(
+                    "PubSub: the Redis adapter did not start: {e}; serving as a single node"
+                ),
             }
         }
         Context {

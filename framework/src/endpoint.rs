@@ -247,7 +247,9 @@ impl Endpoint {
             return Err("draining");
         }
         match self.pubsub().adapter().map(|a| a.status()) {
-            Some(AdapterStatus::Disconnected) => Err("pubsub adapter disconnected: cross-node broadcasts are lost until it reconnects"),
+            Some(AdapterStatus::Disconnected) => Err(
+                "pubsub adapter disconnected: cross-node broadcasts are lost until it reconnects",
+            ),
             _ => Ok(()),
         }
     }

@@ -81,10 +81,10 @@ pub fn router(endpoint: &Endpoint) -> Router {
             }),
         )
         .route(
-        "/metrics",
-        get(move || {
-            let ep = ep.clone();
-            async move { ep.metrics().render() }
-        }),
-    )
+            "/metrics",
+            get(move || {
+                let ep = ep.clone();
+                async move { ep.metrics().render() }
+            }),
+        )
 }

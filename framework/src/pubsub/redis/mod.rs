@@ -127,7 +127,9 @@ impl RedisAdapter {
     fn enqueue(&self, bytes: Vec<u8>) {
         if self.publish.try_send(bytes).is_err() {
             self.metrics.cluster_lost.inc();
-            crate::warn_limited!("cluster publish queue full: a broadcast did not reach the other nodes");
+            crate::warn_limited!(
+                "cluster publish queue full: a broadcast did not reach the other nodes"
+            );
         }
     }
 }
