@@ -22,7 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECONDS_EACH="${FUZZ_SECONDS:-20}"
 BUILD=(--debug-assertions)
 [ "${FUZZ_RELEASE:-0}" = 1 ] || BUILD+=(--dev)
-ALL=(params frame_v1_json frame_v2_json frame_v2_binary token_verify etf session)
+ALL=(params frame_v1_json frame_v2_json frame_v2_binary token_verify etf pubsub_envelope session)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
 

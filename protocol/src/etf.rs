@@ -1,17 +1,23 @@
-//! The subset of Erlang's external term format (ETF) that Phoenix.Token payloads carry (spec §9).
+//! The subset of Erlang's external term format (ETF) that Phoenix.Token payloads (spec §9) and
+//! phoenix_pubsub_redis envelopes ([`crate::pubsub_redis`]) carry.
 //!
 //! A token's payload is `:erlang.term_to_binary({data, signed_at_ms, max_age})`, so signing needs
 //! an encoder that writes exactly what `term_to_binary` writes (the MAC covers those bytes), and
-//! verifying needs a decoder for anything a Phoenix app may have put in `data`.
+//! verifying needs a decoder for anything a Phoenix app may have put in `data`. A Redis PubSub
+//! envelope is `term_to_binary` of a tuple that Elixir nodes on the same Redis channel decode;
+//! the encoder is checked against what Elixir publishes byte for byte, which takes the
+//! [`EncodeOptions`]: OTP ≤ 25's atom tags, small maps in term order ([`term_order`]), and zlib
+//! compression that keeps the plain form when it does not shrink.
 //!
-//! The decoder reads untrusted bytes only *after* the MAC has checked out, but it is still written
-//! as if an attacker controlled the input ([`DecodeLimits`]): it never panics, does not recurse
-//! (containers wait on an explicit stack), bounds nesting at [`MAX_DEPTH`], bounds the total number of elements and the size of any one
-//! binary, never allocates for a declared length before the bytes are there (a length larger
-//! than the bytes left is an error, and capacity is reserved in small steps), caps decompressed
-//! size, and refuses executable terms (funs, exports), as
-//! `Plug.Crypto.non_executable_binary_to_term/1` does.
+//! The decoder reads untrusted bytes (after the MAC for tokens, straight off Redis for
+//! envelopes) as if an attacker controlled the input ([`DecodeLimits`]): it never panics, does
+//! not recurse (containers wait on an explicit stack), bounds nesting at [`MAX_DEPTH`], bounds
+//! the total number of elements and the size of any one binary, never allocates for a declared
+//! length before the bytes are there (a length larger than the bytes left is an error, and
+//! capacity is reserved in small steps), caps decompressed size, and refuses executable terms
+//! (funs, exports), as `Plug.Crypto.non_executable_binary_to_term/1` does.
 
+use std::cmp::Ordering;
 use std::io::Read;
 
 /// The version byte every external term starts with.
@@ -66,6 +72,7 @@ impl Default for DecodeLimits {
 const SMALL_INTEGER: u8 = 97;
 const INTEGER: u8 = 98;
 const FLOAT_NEW: u8 = 70;
+const FLOAT_OLD: u8 = 99;
 const ATOM_LATIN1: u8 = 100;
 const SMALL_ATOM_LATIN1: u8 = 115;
 const ATOM_UTF8: u8 = 118;
@@ -88,7 +95,7 @@ const FUN_NEW: u8 = 112;
 const EXPORT: u8 = 113;
 const FUN_OLD: u8 = 117;
 
-/// An Erlang term, as far as tokens need them.
+/// An Erlang term, as far as tokens and PubSub envelopes need them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Term {
     /// An integer that fits `i64` (decoders normalise big-integer encodings of such values here).
@@ -152,7 +159,7 @@ pub enum EtfError {
     /// The input ends inside a term, or a declared length exceeds what is left.
     #[error("truncated external term")]
     Truncated,
-    /// A tag this decoder does not read (ports, bit strings, old floats, ...).
+    /// A tag this decoder does not read (ports, bit strings, ...).
     #[error("unsupported external term tag {0}")]
     UnsupportedTag(u8),
     /// A fun or export: refused like `non_executable_binary_to_term`.
@@ -173,6 +180,9 @@ pub enum EtfError {
     /// A UTF-8 atom whose bytes are not UTF-8, or an atom of more than 255 characters.
     #[error("atom text is not valid UTF-8 or longer than 255 characters")]
     InvalidAtom,
+    /// A FLOAT_EXT (99, pre-R11B) whose text is not a finite number.
+    #[error("bad float text")]
+    InvalidFloat,
     /// A compressed term that is corrupt, inflates to another size than declared, or is too big.
     #[error("bad compressed term: {0}")]
     Compressed(&'static str),
@@ -220,9 +230,15 @@ impl Term {
     }
 
     /// Converts to JSON the way Jason would encode the term, or `None` when Jason could not
-    /// (tuples, pids, non-UTF-8 binaries, integers beyond `u64`, maps with non-scalar keys).
+    /// (tuples, pids, non-UTF-8 binaries, integers beyond `u64`, maps with non-scalar keys) or
+    /// when it would take the app's code to know (structs other than the calendar ones).
     ///
-    /// Atoms `nil`/`true`/`false` become null/booleans, other atoms strings; `[]` is `[]`.
+    /// Atoms `nil`/`true`/`false` become null/booleans, other atoms strings; `[]` is `[]`; map
+    /// keys that are atoms or integers become their text. A struct (a map with a `__struct__`
+    /// key) is rendered only when it is a `DateTime`, `NaiveDateTime`, `Date` or `Time` of the
+    /// ISO calendar, as the ISO 8601 string Jason writes for it (`"2026-01-02T03:04:05.678Z"`);
+    /// any other struct is `None`, because its JSON form is whatever its `Jason.Encoder`
+    /// implementation says.
     pub fn to_json(&self) -> Option<serde_json::Value> {
         use serde_json::Value;
         Some(match self {
@@ -248,6 +264,9 @@ impl Term {
                     .collect::<Option<Vec<_>>>()?,
             ),
             Term::Map(pairs) => {
+                if let Some(name) = self.map_get_atom_key("__struct__") {
+                    return calendar_json(name.as_atom()?, self);
+                }
                 let mut map = serde_json::Map::new();
                 for (k, v) in pairs {
                     let key = match k {
@@ -264,6 +283,17 @@ impl Term {
             | Term::Tuple(_)
             | Term::Pid { .. }
             | Term::Reference { .. } => return None,
+        })
+    }
+
+    /// Looks up a map entry whose key is the atom `key` (struct fields are atom keys).
+    fn map_get_atom_key(&self, key: &str) -> Option<&Term> {
+        let Term::Map(pairs) = self else {
+            return None;
+        };
+        pairs.iter().find_map(|(k, v)| match k {
+            Term::Atom(a) if a == key => Some(v),
+            _ => None,
         })
     }
 
@@ -292,6 +322,26 @@ impl Term {
                     .collect(),
             ),
         }
+    }
+}
+
+/// The text of a FLOAT_EXT: `"%.20e"`, NUL-padded to 31 bytes. Only the characters of a decimal
+/// float are accepted (so no `inf` or `nan`, which Rust would parse and the VM would not).
+fn old_float(raw: &[u8; 31]) -> Result<f64, EtfError> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    let text = std::str::from_utf8(&raw[..end])
+        .map_err(|_| EtfError::InvalidFloat)?
+        .trim_start_matches(' ');
+    if text.is_empty()
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
+        return Err(EtfError::InvalidFloat);
+    }
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(f),
+        _ => Err(EtfError::InvalidFloat),
     }
 }
 
@@ -329,24 +379,374 @@ fn big_from_u64(negative: bool, u: u64) -> Term {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Calendar structs as Jason renders them
+
+/// The ISO 8601 string Jason writes for a `DateTime`, `NaiveDateTime`, `Date` or `Time` struct
+/// (it calls the module's `to_iso8601/1`), or `None` for any other struct, a calendar other
+/// than `Calendar.ISO`, or fields out of their ranges.
+fn calendar_json(module: &str, s: &Term) -> Option<serde_json::Value> {
+    let field = |k: &str| s.map_get_atom_key(k);
+    let int = |k: &str, lo: i64, hi: i64| field(k)?.as_i64().filter(|v| (lo..=hi).contains(v));
+    if field("calendar")?.as_atom()? != "Elixir.Calendar.ISO" {
+        return None;
+    }
+    let date = || -> Option<String> {
+        let year = field("year")?.as_i64()?;
+        let (month, day) = (int("month", 1, 12)?, int("day", 1, 31)?);
+        Some(format!(
+            "{}-{}-{}",
+            zero_pad(year, 4),
+            zero_pad(month, 2),
+            zero_pad(day, 2)
+        ))
+    };
+    let time = || -> Option<String> {
+        let (hour, minute, second) = (
+            int("hour", 0, 23)?,
+            int("minute", 0, 59)?,
+            int("second", 0, 60)?,
+        );
+        let Term::Tuple(us) = field("microsecond")? else {
+            return None;
+        };
+        let [us, precision] = us.as_slice() else {
+            return None;
+        };
+        let us = us.as_i64().filter(|v| (0..1_000_000).contains(v))?;
+        let precision = precision.as_i64().filter(|p| (0..=6).contains(p))?;
+        let mut out = format!(
+            "{}:{}:{}",
+            zero_pad(hour, 2),
+            zero_pad(minute, 2),
+            zero_pad(second, 2)
+        );
+        if precision > 0 {
+            // The first `precision` of the six microsecond digits.
+            let digits = format!("{us:06}");
+            out.push('.');
+            out.push_str(digits.get(..usize::try_from(precision).ok()?)?);
+        }
+        Some(out)
+    };
+    let text = match module {
+        "Elixir.Date" => date()?,
+        "Elixir.Time" => time()?,
+        "Elixir.NaiveDateTime" => format!("{}T{}", date()?, time()?),
+        "Elixir.DateTime" => {
+            let utc = field("utc_offset")?.as_i64()?;
+            let std = field("std_offset")?.as_i64()?;
+            let zone = field("time_zone")?.as_str()?;
+            let offset = if utc == 0 && std == 0 && zone == "Etc/UTC" {
+                "Z".to_owned()
+            } else {
+                // ±HH:MM of the total offset; seconds of an offset are not shown.
+                let total = utc.checked_add(std)?;
+                let abs = total.unsigned_abs();
+                let sign = if total < 0 { '-' } else { '+' };
+                format!("{sign}{:02}:{:02}", abs / 3600, abs % 3600 / 60)
+            };
+            format!("{}T{}{offset}", date()?, time()?)
+        }
+        _ => return None,
+    };
+    Some(serde_json::Value::String(text))
+}
+
+/// Elixir's `zero_pad/2` of Calendar.ISO: at least `width` digits, a minus sign before them.
+fn zero_pad(v: i64, width: usize) -> String {
+    if v < 0 {
+        format!("-{:0width$}", v.unsigned_abs())
+    } else {
+        format!("{v:0width$}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Term order
+
+/// Compares two terms in Erlang's exact term order, the order the VM keeps small map keys in:
+/// number < atom < reference < fun < port < pid < tuple < map < `[]` < list < bit string.
+///
+/// Integers compare by value and all come before all floats (exact order, as map keys: `1` and
+/// `1.0` are different keys); atoms compare by text, binaries bytewise, tuples by arity and then
+/// element by element, maps by size, then keys, then values, lists element by element. Pids and
+/// references, which only turn up as map keys in Phoenix.Tracker state, compare by node name
+/// and then their numbers: consistent, but not guaranteed to be the VM's order.
+pub fn term_order(a: &Term, b: &Term) -> Ordering {
+    let (ra, rb) = (order_rank(a), order_rank(b));
+    if ra != rb {
+        return ra.cmp(&rb);
+    }
+    match (a, b) {
+        (Term::Float(x), Term::Float(y)) => x.total_cmp(y),
+        (Term::Float(_), _) => Ordering::Greater,
+        (_, Term::Float(_)) => Ordering::Less,
+        (Term::Int(_) | Term::BigInt { .. }, Term::Int(_) | Term::BigInt { .. }) => {
+            cmp_integers(a, b)
+        }
+        (Term::Atom(x), Term::Atom(y)) => x.cmp(y),
+        (
+            Term::Reference {
+                node: na,
+                creation: ca,
+                ids: ia,
+            },
+            Term::Reference {
+                node: nb,
+                creation: cb,
+                ids: ib,
+            },
+        ) => na
+            .cmp(nb)
+            .then(ca.cmp(cb))
+            .then_with(|| ia.len().cmp(&ib.len()))
+            .then_with(|| ia.iter().rev().cmp(ib.iter().rev())),
+        (
+            Term::Pid {
+                node: na,
+                id: ia,
+                serial: sa,
+                creation: ca,
+            },
+            Term::Pid {
+                node: nb,
+                id: ib,
+                serial: sb,
+                creation: cb,
+            },
+        ) => na
+            .cmp(nb)
+            .then(ca.cmp(cb))
+            .then(sa.cmp(sb))
+            .then(ia.cmp(ib)),
+        (Term::Tuple(x), Term::Tuple(y)) => x
+            .len()
+            .cmp(&y.len())
+            .then_with(|| cmp_seq(x.iter(), y.iter())),
+        (Term::Map(x), Term::Map(y)) => {
+            let (sx, sy) = (sorted_pairs(x), sorted_pairs(y));
+            x.len()
+                .cmp(&y.len())
+                .then_with(|| cmp_seq(sx.iter().map(|p| &p.0), sy.iter().map(|p| &p.0)))
+                .then_with(|| cmp_seq(sx.iter().map(|p| &p.1), sy.iter().map(|p| &p.1)))
+        }
+        (Term::Binary(x), Term::Binary(y)) => x.cmp(y),
+        (Term::List(_) | Term::ImproperList { .. }, Term::List(_) | Term::ImproperList { .. }) => {
+            cmp_lists(a, b)
+        }
+        _ => Ordering::Equal,
+    }
+}
+
+/// A map's pairs in the term order of their keys.
+fn sorted_pairs(pairs: &[(Term, Term)]) -> Vec<&(Term, Term)> {
+    let mut sorted: Vec<&(Term, Term)> = pairs.iter().collect();
+    sorted.sort_by(|p, q| term_order(&p.0, &q.0));
+    sorted
+}
+
+/// The class of a term in the term order (funs and ports are not [`Term`]s).
+fn order_rank(t: &Term) -> u8 {
+    match t {
+        Term::Int(_) | Term::BigInt { .. } | Term::Float(_) => 0,
+        Term::Atom(_) => 1,
+        Term::Reference { .. } => 2,
+        Term::Pid { .. } => 5,
+        Term::Tuple(_) => 6,
+        Term::Map(_) => 7,
+        Term::Nil => 8,
+        Term::List(_) | Term::ImproperList { .. } => 9,
+        Term::Binary(_) => 10,
+    }
+}
+
+fn cmp_seq<'a>(
+    mut x: impl Iterator<Item = &'a Term>,
+    mut y: impl Iterator<Item = &'a Term>,
+) -> Ordering {
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) => match term_order(p, q) {
+                Ordering::Equal => {}
+                other => return other,
+            },
+        }
+    }
+}
+
+/// Sign and little-endian magnitude of an integer term.
+fn int_parts(t: &Term) -> (bool, Vec<u8>) {
+    match t {
+        Term::Int(i) => {
+            let mut mag = i.unsigned_abs().to_le_bytes().to_vec();
+            while mag.last() == Some(&0) {
+                mag.pop();
+            }
+            (*i < 0, mag)
+        }
+        Term::BigInt {
+            negative,
+            magnitude_le,
+        } => {
+            let n = magnitude_le
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(0, |i| i + 1);
+            (*negative && n > 0, magnitude_le[..n].to_vec())
+        }
+        _ => (false, Vec::new()),
+    }
+}
+
+fn cmp_integers(a: &Term, b: &Term) -> Ordering {
+    let ((na, ma), (nb, mb)) = (int_parts(a), int_parts(b));
+    let by_magnitude = ma
+        .len()
+        .cmp(&mb.len())
+        .then_with(|| ma.iter().rev().cmp(mb.iter().rev()));
+    match (na, nb) {
+        (false, false) => by_magnitude,
+        (true, true) => by_magnitude.reverse(),
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+    }
+}
+
+/// The elements of a list and what ends it (`None` for `[]`), following tails that are lists.
+fn list_cells(t: &Term) -> (Vec<&Term>, Option<&Term>) {
+    let mut elems = Vec::new();
+    let mut cur = t;
+    loop {
+        match cur {
+            Term::List(items) => {
+                elems.extend(items);
+                return (elems, None);
+            }
+            Term::ImproperList { elems: e, tail } => {
+                elems.extend(e);
+                cur = tail;
+            }
+            Term::Nil => return (elems, None),
+            other => return (elems, Some(other)),
+        }
+    }
+}
+
+/// Lists compare cell by cell: heads first, then what follows them.
+fn cmp_lists(a: &Term, b: &Term) -> Ordering {
+    let ((ea, ta), (eb, tb)) = (list_cells(a), list_cells(b));
+    for (p, q) in ea.iter().zip(&eb) {
+        match term_order(p, q) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    // Where the shorter side ran out, compare what ends it (its tail, `[]` for a proper list)
+    // with what the other side has left: its tail too if it ran out at the same cell, else
+    // the rest of its cells, a non-empty list.
+    let end_rank = |tail: Option<&Term>| tail.map_or(order_rank(&Term::Nil), order_rank);
+    const LIST_RANK: u8 = 9;
+    match ea.len().cmp(&eb.len()) {
+        Ordering::Equal => match (ta, tb) {
+            (None, None) => Ordering::Equal,
+            (None, Some(t)) => term_order(&Term::Nil, t),
+            (Some(t), None) => term_order(t, &Term::Nil),
+            (Some(s), Some(t)) => term_order(s, t),
+        },
+        // A tail is never a list here (list_cells followed those), so the ranks differ.
+        Ordering::Less => end_rank(ta).cmp(&LIST_RANK).then(Ordering::Less),
+        Ordering::Greater => LIST_RANK.cmp(&end_rank(tb)).then(Ordering::Greater),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Encoding
+
+/// How atoms are written. The VM's default changed in OTP 26, and byte-identity with a given
+/// Elixir node needs the form its OTP writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AtomEncoding {
+    /// OTP 26+ (`minor_version: 2`, the default since OTP 26): every atom as
+    /// SMALL_ATOM_UTF8_EXT (119), or ATOM_UTF8_EXT (118) past 255 bytes. What [`encode`] writes,
+    /// so token bytes do not depend on this option.
+    #[default]
+    Utf8,
+    /// OTP ≤ 25 (`minor_version: 1`): ATOM_EXT (100, two-byte length) with Latin-1 text when
+    /// every character of the atom is Latin-1; only other atoms use the UTF-8 tags above.
+    Latin1,
+}
+
+/// How [`encode_with`] writes a term. The default is exactly [`encode`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EncodeOptions {
+    /// How atoms are written.
+    pub atoms: AtomEncoding,
+    /// Write the pairs of maps of at most [`SMALL_MAP_MAX_KEYS`] keys in Erlang term order of
+    /// their keys ([`term_order`]), as the VM does: it stores such maps sorted and writes them
+    /// as stored. Larger maps keep their pair order; the VM writes them in the order of its
+    /// internal hash, which is not reproduced here.
+    pub sort_small_maps: bool,
+    /// zlib level 1..=9 (larger values count as 9), or 0 for no compression. As
+    /// `term_to_binary(t, compressed: level)`, the compressed form is used only when it is not
+    /// larger than the plain one.
+    pub compression: u32,
+}
+
+/// The most keys a map may have and still be a "flatmap", stored (and written) sorted by key.
+pub const SMALL_MAP_MAX_KEYS: usize = 32;
 
 /// Encodes a term as `term_to_binary/1` does (with the 131 version byte, uncompressed).
 ///
 /// Atoms are written with the OTP 26+ UTF-8 tags (119, or 118 when longer than 255 bytes);
 /// integers use the smallest encoding (97, 98, then 110/111 with a minimal magnitude); a list of
 /// 1..=65535 integers in 0..=255 is written as a byte string (107), exactly as the VM does.
+/// Map pairs are written in the order given.
 pub fn encode(term: &Term) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
+    encode_with(term, &EncodeOptions::default())
+}
+
+/// Encodes a term as `term_to_binary/2` does with the given [`EncodeOptions`].
+///
+/// The uncompressed bytes are the VM's. The compressed bytes are a valid zlib stream of them,
+/// but not the same stream the VM's zlib writes (the deflate implementation here is
+/// miniz_oxide), so a compressed term is byte-identical to the VM's only once inflated.
+pub fn encode_with(term: &Term, opts: &EncodeOptions) -> Vec<u8> {
+    let mut body = Vec::with_capacity(64);
+    encode_term(&mut body, term, opts);
+    let level = opts.compression.min(9);
+    if level > 0 {
+        if let Some(compressed) = compress(&body, level) {
+            return compressed;
+        }
+    }
+    let mut out = Vec::with_capacity(body.len() + 1);
     out.push(VERSION);
-    encode_into(&mut out, term);
+    out.extend_from_slice(&body);
     out
 }
 
+/// `131, 80, u32 size, zlib(body)`, or `None` when that would not save at least the five bytes
+/// of the compressed header: erts hands zlib an output buffer of `body.len() - 5` bytes and
+/// writes the plain form when the stream does not fit.
+fn compress(body: &[u8], level: u32) -> Option<Vec<u8>> {
+    let size = u32::try_from(body.len()).ok()?;
+    let mut head = Vec::with_capacity(body.len() + 6);
+    head.push(VERSION);
+    head.push(COMPRESSED);
+    head.extend_from_slice(&size.to_be_bytes());
+    let mut enc = flate2::write::ZlibEncoder::new(head, flate2::Compression::new(level));
+    std::io::Write::write_all(&mut enc, body).ok()?;
+    let out = enc.finish().ok()?;
+    (out.len() - 6 <= body.len().saturating_sub(5)).then_some(out)
+}
+
 /// Encodes and zlib-compresses a term as `term_to_binary(t, [:compressed])` does
-/// (`131, 80, u32 size, zlib`). The compressed bytes depend on the zlib implementation, so they
-/// are not byte-identical to the VM's; verifiers do not care, because the MAC covers whatever was
-/// sent.
+/// (`131, 80, u32 size, zlib`), whether or not that shrinks it. The compressed bytes depend on
+/// the zlib implementation, so they are not byte-identical to the VM's; verifiers do not care,
+/// because the MAC covers whatever was sent.
 pub fn encode_compressed(term: &Term) -> Vec<u8> {
     let mut raw = Vec::with_capacity(64);
     encode_into(&mut raw, term);
@@ -360,8 +760,18 @@ pub fn encode_compressed(term: &Term) -> Vec<u8> {
     enc.finish().unwrap_or_default()
 }
 
-/// Appends the encoding of `term` without the version byte.
+/// Appends the encoding of `term` without the version byte, as [`encode`] writes it.
 pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
+    encode_term(out, term, &EncodeOptions::default());
+}
+
+/// Appends the encoding of `term` without the version byte, as [`encode_with`] writes it
+/// (compression does not apply to a fragment).
+pub fn encode_into_with(out: &mut Vec<u8>, term: &Term, opts: &EncodeOptions) {
+    encode_term(out, term, opts);
+}
+
+fn encode_term(out: &mut Vec<u8>, term: &Term, opts: &EncodeOptions) {
     match term {
         Term::Int(i) => encode_int(out, *i),
         Term::BigInt {
@@ -372,7 +782,7 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
             out.push(FLOAT_NEW);
             out.extend_from_slice(&f.to_bits().to_be_bytes());
         }
-        Term::Atom(name) => encode_atom(out, name),
+        Term::Atom(name) => encode_atom(out, name, opts.atoms),
         Term::Binary(b) => {
             out.push(BINARY);
             put_len_u32(out, b.len());
@@ -397,7 +807,7 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
                 out.push(LIST);
                 put_len_u32(out, items.len());
                 for t in items {
-                    encode_into(out, t);
+                    encode_term(out, t, opts);
                 }
                 out.push(NIL);
             }
@@ -406,9 +816,9 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
             out.push(LIST);
             put_len_u32(out, elems.len());
             for t in elems {
-                encode_into(out, t);
+                encode_term(out, t, opts);
             }
-            encode_into(out, tail);
+            encode_term(out, tail, opts);
         }
         Term::Tuple(items) => {
             if let Ok(n) = u8::try_from(items.len()) {
@@ -419,15 +829,22 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
                 put_len_u32(out, items.len());
             }
             for t in items {
-                encode_into(out, t);
+                encode_term(out, t, opts);
             }
         }
         Term::Map(pairs) => {
             out.push(MAP);
             put_len_u32(out, pairs.len());
-            for (k, v) in pairs {
-                encode_into(out, k);
-                encode_into(out, v);
+            if opts.sort_small_maps && pairs.len() <= SMALL_MAP_MAX_KEYS {
+                for (k, v) in sorted_pairs(pairs) {
+                    encode_term(out, k, opts);
+                    encode_term(out, v, opts);
+                }
+            } else {
+                for (k, v) in pairs {
+                    encode_term(out, k, opts);
+                    encode_term(out, v, opts);
+                }
             }
         }
         Term::Pid {
@@ -437,7 +854,7 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
             creation,
         } => {
             out.push(PID_NEW);
-            encode_atom(out, node);
+            encode_atom(out, node, opts.atoms);
             out.extend_from_slice(&id.to_be_bytes());
             out.extend_from_slice(&serial.to_be_bytes());
             out.extend_from_slice(&creation.to_be_bytes());
@@ -449,7 +866,7 @@ pub fn encode_into(out: &mut Vec<u8>, term: &Term) {
         } => {
             out.push(REFERENCE_NEWER);
             out.extend_from_slice(&u16::try_from(ids.len()).unwrap_or(u16::MAX).to_be_bytes());
-            encode_atom(out, node);
+            encode_atom(out, node, opts.atoms);
             out.extend_from_slice(&creation.to_be_bytes());
             for w in ids.iter().take(usize::from(u16::MAX)) {
                 out.extend_from_slice(&w.to_be_bytes());
@@ -500,7 +917,19 @@ fn encode_big(out: &mut Vec<u8>, negative: bool, magnitude_le: &[u8]) {
     out.extend_from_slice(mag);
 }
 
-fn encode_atom(out: &mut Vec<u8>, name: &str) {
+fn encode_atom(out: &mut Vec<u8>, name: &str, how: AtomEncoding) {
+    if how == AtomEncoding::Latin1 {
+        // Latin-1 text is one byte per character; an atom with any other character falls
+        // through to the UTF-8 tags, as the VM does.
+        let latin1: Option<Vec<u8>> = name.chars().map(|c| u8::try_from(c).ok()).collect();
+        if let Some(bytes) = latin1 {
+            let bytes = &bytes[..bytes.len().min(usize::from(u16::MAX))];
+            out.push(ATOM_LATIN1);
+            out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+            out.extend_from_slice(bytes);
+            return;
+        }
+    }
     if let Ok(n) = u8::try_from(name.len()) {
         out.push(SMALL_ATOM_UTF8);
         out.push(n);
@@ -781,6 +1210,7 @@ impl<'a> Decoder<'a> {
                 self.big(n)?
             }
             FLOAT_NEW => Term::Float(f64::from_bits(u64::from_be_bytes(self.array()?))),
+            FLOAT_OLD => Term::Float(old_float(&self.array::<31>()?)?),
             ATOM_LATIN1 | SMALL_ATOM_LATIN1 | ATOM_UTF8 | SMALL_ATOM_UTF8 => {
                 Term::Atom(self.atom_body(tag)?)
             }

@@ -10,7 +10,9 @@
 //! - [`json`]: the Jason-compatible JSON writer the text codecs use (also handy for any other
 //!   JSON the server must emit byte-exactly, such as LongPoll bodies).
 //! - [`token`]: Phoenix.Token sign/verify (Plug.Crypto compatible).
-//! - [`etf`]: the subset of Erlang's external term format tokens carry.
+//! - [`etf`]: the subset of Erlang's external term format tokens and PubSub envelopes carry.
+//! - [`pubsub_redis`]: the phoenix_pubsub_redis envelope, to share a PubSub with Elixir nodes
+//!   through Redis.
 //! - [`params`]: connect params, decoded from the query string as Plug does, bounded.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -20,6 +22,7 @@ pub mod json;
 pub mod limits;
 pub mod message;
 pub mod params;
+pub mod pubsub_redis;
 pub mod serializer;
 pub mod token;
 

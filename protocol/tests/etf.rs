@@ -209,9 +209,11 @@ fn hostile_inputs_are_errors() {
         etf::decode(&unhex("83 5a ffff 77 01 61 00000000")).unwrap_err(),
         EtfError::Truncated
     );
+    // FLOAT_EXT (99) is read now (31 bytes of text); bit strings (77) are not.
+    assert_eq!(etf::decode(&[131, 99]).unwrap_err(), EtfError::Truncated);
     assert_eq!(
-        etf::decode(&[131, 99]).unwrap_err(),
-        EtfError::UnsupportedTag(99)
+        etf::decode(&[131, 77, 0, 0, 0, 1, 3, 0xe0]).unwrap_err(),
+        EtfError::UnsupportedTag(77)
     );
     // Deep nesting is bounded.
     let mut deep = vec![131];

@@ -81,62 +81,71 @@ pub(crate) trait Transport {
 
 /// Runs one socket until it ends: the session, its waits and its drain over `transport`.
 /// `drain_max` bounds how long a drain waits for the channels (`DRAIN_MAX_MS`).
-pub(crate) async fn drive<T: Transport>(
+///
+/// Not an `async fn`: its future lives as long as the socket, so its size is paid by every
+/// idle socket, and an `async fn` keeps its arguments twice (as captured arguments and as the
+/// locals they are moved into). The `async move` block below uses the captured values in place.
+#[allow(clippy::manual_async_fn)] // deliberately not an `async fn`: see above
+pub(crate) fn drive<T: Transport>(
     mut transport: T,
     mut session: Session,
     drain_max: Duration,
-) -> T::End {
-    let conn = session.conn().clone();
-    let mut pending: Option<Wait> = None;
-    let mut draining = false;
-    let end = loop {
-        if session.drain_requested() && pending.is_none() && !draining {
-            draining = true;
-            transport.drain_started();
-            pending = Some(session.drain(Instant::now() + drain_max));
-        }
-        let phase = if draining {
-            Phase::Draining
-        } else if pending.is_some() {
-            Phase::Waiting
-        } else {
-            Phase::Open
-        };
-        tokio::select! {
-            biased;
-            _ = conn.outbox().ready() => {
-                // Boxed: the write path's state (a batch in flight, its timer) is large and
-                // only alive while writing; inline it would sit in every idle socket's task.
-                if let Some(end) = Box::pin(transport.send(session.take_outgoing(), &conn)).await {
-                    break end;
-                }
+) -> impl std::future::Future<Output = T::End> {
+    async move {
+        let conn = session.conn().clone();
+        let mut pending: Option<Wait> = None;
+        let mut draining = false;
+        let end = loop {
+            if session.drain_requested() && pending.is_none() && !draining {
+                draining = true;
+                transport.drain_started();
+                pending = Some(session.drain(Instant::now() + drain_max));
             }
-            r = async { match pending.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if pending.is_some() => {
-                pending = session.resume(r);
-                transport.waiting(pending.is_some());
-            }
-            input = transport.recv(phase) => match input {
-                Inbound::Handled => {}
-                Inbound::End(end) => break end,
-                Inbound::Frame(frame) => {
-                    let handled = frame.as_frame().and_then(|f| session.handle_frame(f));
-                    match handled {
-                        Ok(wait) => {
-                            pending = wait;
-                            if pending.is_some() {
-                                transport.waiting(true);
-                            }
-                        }
-                        Err(e) => break transport.refuse(e),
+            let phase = if draining {
+                Phase::Draining
+            } else if pending.is_some() {
+                Phase::Waiting
+            } else {
+                Phase::Open
+            };
+            tokio::select! {
+                biased;
+                _ = conn.outbox().ready() => {
+                    // Boxed: the write path's state (a batch in flight, its timer) is large and
+                    // only alive while writing; inline it would sit in every idle socket's task.
+                    if let Some(end) = Box::pin(transport.send(session.take_outgoing(), &conn)).await {
+                        break end;
                     }
                 }
-            },
-        }
-    };
-    conn.outbox().close();
-    // Dropping the session stops its channels ({:shutdown, :closed}), as when a socket closes.
-    drop(session);
-    drop(pending);
-    transport.finish(&end).await;
-    end
+                r = async { match pending.as_mut() { Some(w) => w.await, None => std::future::pending().await } }, if pending.is_some() => {
+                    pending = session.resume(r);
+                    transport.waiting(pending.is_some());
+                }
+                input = transport.recv(phase) => match input {
+                    Inbound::Handled => {}
+                    Inbound::End(end) => break end,
+                    Inbound::Frame(frame) => {
+                        let handled = frame.as_frame().and_then(|f| session.handle_frame(f));
+                        match handled {
+                            Ok(wait) => {
+                                pending = wait;
+                                if pending.is_some() {
+                                    transport.waiting(true);
+                                }
+                            }
+                            Err(e) => break transport.refuse(e),
+                        }
+                    }
+                },
+            }
+        };
+        conn.outbox().close();
+        // Dropping the session stops its channels ({:shutdown, :closed}), as when a socket closes.
+        drop(session);
+        drop(pending);
+        // Boxed: closing (a Close frame, the linger) needs the transport's whole state and timers
+        // once, at the end; inline it would be part of every open socket's task too.
+        Box::pin(transport.finish(&end)).await;
+        end
+    }
 }

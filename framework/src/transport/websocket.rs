@@ -202,8 +202,10 @@ async fn open(
 
 /// How a WebSocket connection ends.
 pub(crate) enum End {
-    /// The client closed (its Close was answered) or the connection is gone.
+    /// The connection is gone.
     Quiet,
+    /// The client sent a Close; tungstenite queued the answer, which is flushed at the end.
+    ClientClosed,
     /// We close with this code.
     Close(CloseCode),
 }
@@ -308,11 +310,8 @@ impl Transport for WsTransport {
                     match msg {
                         WsMessage::Text(t) => Inbound::Frame(WsIn::Text(t)),
                         WsMessage::Binary(b) => Inbound::Frame(WsIn::Binary(b)),
-                        WsMessage::Close(_) => {
-                            // tungstenite queued the close reply; flush it and stop.
-                            let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
-                            Inbound::End(End::Quiet)
-                        }
+                        // tungstenite queued the close reply; `finish` flushes it.
+                        WsMessage::Close(_) => Inbound::End(End::ClientClosed),
                         // Pings are answered by tungstenite; both only reset the idle clock.
                         WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_) => {
                             Inbound::Handled
@@ -349,9 +348,13 @@ impl Transport for WsTransport {
         End::Close(error.close_code())
     }
 
-    async fn finish(self, end: &End) {
-        if let End::Close(code) = end {
-            close_and_linger(self.ws, *code).await;
+    async fn finish(mut self, end: &End) {
+        match end {
+            End::Close(code) => close_and_linger(self.ws, *code).await,
+            End::ClientClosed => {
+                let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
+            }
+            End::Quiet => {}
         }
     }
 }
