@@ -62,6 +62,10 @@ impl Links {
     fn connected(&self) -> bool {
         self.subscribed.load(Ordering::Relaxed) && self.publishing.load(Ordering::Relaxed)
     }
+    /// Sets `phx_cluster_connected` from both links.
+    fn report(&self, metrics: &Metrics) {
+        metrics.cluster_connected.set(i64::from(self.connected()));
+    }
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Relaxed)
     }

@@ -14,6 +14,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::subscriber::PING_EVERY;
 use super::{Backoff, Links};
 use crate::metrics::Metrics;
 
@@ -30,18 +31,30 @@ pub(super) async fn run(
     links: Arc<Links>,
     metrics: Arc<Metrics>,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new();
     let mut next_attempt = Instant::now();
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
     // Connect at once, so that readiness reflects Redis before the first broadcast.
-    conn = connect(&client, &links, &mut backoff, &mut next_attempt, conn).await;
+    let mut conn = connect(&client, &links, &mut backoff, &mut next_attempt).await;
+    links.report(&metrics);
+    // An idle connection is checked (and a lost one retried) on this tick, so that readiness
+    // follows Redis without traffic and the first broadcast after an outage is not lost on
+    // a connection that died in it.
+    let mut tick = tokio::time::interval(PING_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
-            m = queue.recv() => m,
-            _ = links.stopped() => None,
+            m = queue.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+            _ = tick.tick() => {
+                conn = check(conn, &client, &links, &mut backoff, &mut next_attempt).await;
+                links.report(&metrics);
+                continue;
+            }
+            _ = links.stopped() => return,
         };
-        let Some(first) = first else { return };
         batch.push(first);
         while batch.len() < BATCH {
             match queue.try_recv() {
@@ -50,7 +63,8 @@ pub(super) async fn run(
             }
         }
         if conn.is_none() && Instant::now() >= next_attempt {
-            conn = connect(&client, &links, &mut backoff, &mut next_attempt, None).await;
+            conn = connect(&client, &links, &mut backoff, &mut next_attempt).await;
+            links.report(&metrics);
         }
         let n = batch.len() as u64;
         let Some(c) = conn.as_mut() else {
@@ -72,12 +86,47 @@ pub(super) async fn run(
                 };
                 crate::warn_limited!("PubSub: Redis publish failed ({why}); reconnecting");
                 conn = None;
-                links.publishing.store(false, Ordering::Relaxed);
-                metrics.cluster_connected.set(0);
-                next_attempt = Instant::now() + backoff.next_delay();
+                lost(&links, &mut backoff, &mut next_attempt);
+                links.report(&metrics);
             }
         }
     }
+}
+
+/// On the tick: PINGs a live connection (dropping it if it does not answer), or retries a
+/// lost one when its backoff has passed.
+async fn check(
+    conn: Option<MultiplexedConnection>,
+    client: &redis::Client,
+    links: &Links,
+    backoff: &mut Backoff,
+    next_attempt: &mut Instant,
+) -> Option<MultiplexedConnection> {
+    match conn {
+        Some(mut c) => {
+            let cmd = redis::cmd("PING");
+            let ping = cmd.query_async::<redis::Value>(&mut c);
+            match tokio::time::timeout(TIMEOUT, ping).await {
+                Ok(Ok(_)) => Some(c),
+                _ => {
+                    crate::warn_limited!(
+                        "PubSub: the Redis publishing connection stopped answering; reconnecting"
+                    );
+                    lost(links, backoff, next_attempt);
+                    None
+                }
+            }
+        }
+        None if Instant::now() >= *next_attempt => {
+            connect(client, links, backoff, next_attempt).await
+        }
+        None => None,
+    }
+}
+
+fn lost(links: &Links, backoff: &mut Backoff, next_attempt: &mut Instant) {
+    links.publishing.store(false, Ordering::Relaxed);
+    *next_attempt = Instant::now() + backoff.next_delay();
 }
 
 async fn connect(
@@ -85,11 +134,7 @@ async fn connect(
     links: &Links,
     backoff: &mut Backoff,
     next_attempt: &mut Instant,
-    current: Option<MultiplexedConnection>,
 ) -> Option<MultiplexedConnection> {
-    if current.is_some() {
-        return current;
-    }
     match tokio::time::timeout(TIMEOUT, client.get_multiplexed_async_connection()).await {
         Ok(Ok(c)) => {
             links.publishing.store(true, Ordering::Relaxed);

@@ -36,13 +36,11 @@ pub(super) async fn run(
             Ok(pubsub) => {
                 backoff.reset();
                 links.subscribed.store(true, Ordering::Relaxed);
-                if links.connected() {
-                    metrics.cluster_connected.set(1);
-                }
+                links.report(&metrics);
                 tracing::info!(%channel, "PubSub: subscribed to Redis");
                 let why = listen(pubsub, &received, &links, &metrics).await;
                 links.subscribed.store(false, Ordering::Relaxed);
-                metrics.cluster_connected.set(0);
+                links.report(&metrics);
                 if links.is_stopped() {
                     return;
                 }
