@@ -19,7 +19,7 @@
 //!   rules; [`frame`]: the frames a socket sends, in our own types.
 //! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
 //! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
-//!   `presence_diff`s; untracks when a channel ends.
+//!   `presence_diff`s; untracks when a channel ends; replicated between phx-server nodes.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
 //! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings;
 //!   [`body_timeout`]: the error a slow request body fails with.

@@ -54,14 +54,27 @@
 //!   (see [`state`] for why a `presence_state` overlapping a pending diff still converges).
 //! - Presences are untracked when their channel's task ends, however it ends — Phoenix's
 //!   tracker monitors the channel process the same way.
-//! - One node: the tracker is local. [`state`] is pure and keyed by `phx_ref`, so a replicated
-//!   tracker can merge other nodes' diffs into it.
+//! - Across nodes: phx-server nodes on one PubSub adapter replicate their presences to each
+//!   other with a small protocol of their own over the adapter's side channel ([`replica`]),
+//!   not Phoenix.Tracker's (which Elixir nodes speak over Erlang distribution): every node
+//!   lists every phx-server node's users, and an Elixir node's Presence lists only its own.
+//!
+//! ## In a cluster
+//!
+//! Nothing to do for the channels: a Presence whose channels' [`crate::Context`] has a PubSub
+//! adapter joins the cluster on its first `track` (or at [`Presence::attach`]). Give each
+//! Presence of an app its own [`PresenceBuilder::name`] (the side channel's name). On shutdown
+//! the drain must call [`graceful_permdown`] with the adapter before stopping it, so the
+//! other nodes drop this node's presences at once; a node that dies instead is dropped after
+//! the down timeout ([`PresenceBuilder::down_timeout`], `PRESENCE_DOWN_MS`, default 5 s).
 //!
 //! Layout: [`state`] (presences + pending diff, pure), [`phx_ref`] (ref format), [`fetch`]
-//! (the `fetch/2` hook), `tracker` (topics, flush tasks, exit guards), this file (the API).
+//! (the `fetch/2` hook), `tracker` (topics, flush tasks, exit guards), [`replica`] (the other
+//! nodes' presences), this file (the API).
 
 pub mod fetch;
 pub mod phx_ref;
+pub mod replica;
 pub mod snapshot;
 pub mod state;
 mod tracker;
@@ -72,10 +85,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use fetch::{Fetch, Presences};
+pub use replica::graceful_permdown;
 pub use snapshot::PresenceState;
 pub use state::{Diff, Meta, StateError, TopicPresences};
 
 use crate::channel::ChannelSocket;
+use crate::context::Context;
+use replica::ReplicaConfig;
 use tracker::{Tracker, UntrackOnExit};
 
 /// How long changes accumulate before a `presence_diff` goes out, by default.
@@ -122,6 +138,10 @@ pub struct PresenceBuilder {
     window: Duration,
     /// See [`PresenceBuilder::fetch`].
     fetch: Option<Fetch>,
+    /// See [`PresenceBuilder::name`].
+    name: String,
+    /// See [`PresenceBuilder::down_timeout`].
+    down_timeout: Option<Duration>,
 }
 
 impl Default for PresenceBuilder {
@@ -129,6 +149,8 @@ impl Default for PresenceBuilder {
         PresenceBuilder {
             window: DEFAULT_WINDOW,
             fetch: None,
+            name: replica::DEFAULT_NAME.to_string(),
+            down_timeout: None,
         }
     }
 }
@@ -162,10 +184,34 @@ impl PresenceBuilder {
         self
     }
 
+    /// The Presence module's name (`MyAppWeb.Presence`; default [`replica::DEFAULT_NAME`]):
+    /// names the side channel its nodes replicate over, so every Presence of an app needs its
+    /// own, and nodes must agree on it.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How long another node may stay silent before its presences leave this node's lists
+    /// (it died, or the link to it did). Without this, [`replica::DOWN_ENV`] in milliseconds,
+    /// else [`replica::DEFAULT_DOWN_TIMEOUT`]. Keep it a few heartbeats ([`replica::HEARTBEAT`])
+    /// long: a shorter one takes live nodes down on a hiccup.
+    pub fn down_timeout(mut self, timeout: Duration) -> Self {
+        self.down_timeout = Some(timeout);
+        self
+    }
+
     /// The Presence.
     pub fn build(self) -> Presence {
+        let replica = ReplicaConfig {
+            name: self.name.into(),
+            down_timeout: self
+                .down_timeout
+                .or_else(replica::down_timeout_from_env)
+                .unwrap_or(replica::DEFAULT_DOWN_TIMEOUT),
+        };
         Presence {
-            tracker: Arc::new(Tracker::new(self.window, self.fetch)),
+            tracker: Arc::new(Tracker::with_replica(self.window, self.fetch, replica)),
         }
     }
 }
@@ -186,15 +232,36 @@ impl Default for Presence {
 impl std::fmt::Debug for Presence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Presence")
+            .field("name", &self.tracker.replica_config().name)
             .field("window", &self.tracker.window())
             .finish_non_exhaustive()
     }
 }
 
 impl Presence {
-    /// Starts a builder (window [`DEFAULT_WINDOW`], no fetch).
+    /// Starts a builder (window [`DEFAULT_WINDOW`], no fetch, named "Presence").
     pub fn builder() -> PresenceBuilder {
         PresenceBuilder::default()
+    }
+
+    /// Joins the cluster of `context`'s PubSub adapter now, instead of at the first `track`:
+    /// for a node that should list the other nodes' presences before anyone tracks on it
+    /// (call it where the endpoint is built, with the endpoint's context). True when this
+    /// Presence replicates (now or already); false without an adapter, with an adapter that has
+    /// no side channel, or outside a tokio runtime. Presences tracked before attaching stay
+    /// on this node.
+    pub fn attach(&self, context: &Context) -> bool {
+        match context.pubsub().adapter() {
+            Some(adapter) => self.tracker.attach(context, adapter),
+            None => false,
+        }
+    }
+
+    /// This Presence leaves the cluster: says `bye` (the other nodes drop its presences at
+    /// once) and sends nothing more. [`graceful_permdown`] does this for every Presence of an
+    /// adapter; this is for an app that shuts one down on its own. Does nothing on one node.
+    pub fn graceful_permdown(&self) {
+        self.tracker.graceful_permdown();
     }
 
     /// `track(socket, key, meta)`: this channel is present on its topic under `key`, with

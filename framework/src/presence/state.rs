@@ -2,8 +2,8 @@
 //!
 //! Each tracked presence is one *meta* (a JSON map carrying its `phx_ref`) under a *key*, owned
 //! by one channel. Everything is identified by `phx_ref`, the way the JS client's `syncDiff`
-//! identifies metas, so a later multi-node tracker can merge remote joins and leaves into the
-//! same structure by ref.
+//! identifies metas, so other nodes' presences (see `replica`) are merged into the same structure
+//! by ref, each under an owner of its own.
 //!
 //! ## Coalescing
 //!
@@ -365,6 +365,31 @@ impl TopicPresences {
     pub fn get(&self, owner: Owner, key: &str) -> Option<&Meta> {
         let seq = self.seq_of(owner, key)?;
         self.by_key.0.get(key)?.get(&seq).map(|t| &t.meta)
+    }
+
+    /// The `phx_ref` of `owner`'s meta under `key`, if tracked.
+    pub fn phx_ref_of(&self, owner: Owner, key: &str) -> Option<&str> {
+        let seq = self.seq_of(owner, key)?;
+        self.by_key
+            .0
+            .get(key)?
+            .get(&seq)
+            .map(|t| t.phx_ref.as_str())
+    }
+
+    /// Every (key, `phx_ref`) that `owner` tracks here, in tracking order.
+    pub fn owned(&self, owner: Owner) -> Vec<(String, String)> {
+        let Some(keys) = self.owners.get(&owner) else {
+            return Vec::new();
+        };
+        let mut keys = keys.clone();
+        keys.sort_unstable_by_key(|&(_, seq)| seq);
+        keys.into_iter()
+            .filter_map(|(key, seq)| {
+                let r = self.by_key.0.get(key.as_str())?.get(&seq)?.phx_ref.clone();
+                Some((key, r))
+            })
+            .collect()
     }
 
     /// `get_by_key`: the metas under `key` as `{"metas": [...]}`, or `None`.

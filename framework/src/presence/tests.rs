@@ -36,7 +36,7 @@ fn refs(entries: &Map<String, Value>, key: &str) -> Vec<String> {
 // the JS client's Presence.syncState / syncDiff (phoenix 1.8.16), over serde_json values
 
 /// key → metas, as the JS `Presence` holds `state`.
-type JsState = BTreeMap<String, Vec<Value>>;
+pub(crate) type JsState = BTreeMap<String, Vec<Value>>;
 
 fn meta_ref(m: &Value) -> &str {
     m["phx_ref"].as_str().unwrap_or_default()
@@ -47,7 +47,11 @@ fn metas_of(entry: &Value) -> Vec<Value> {
 }
 
 /// `syncDiff`: joins first (replace, keeping the old metas not re-joined in front), then leaves.
-fn sync_diff(state: &mut JsState, joins: &Map<String, Value>, leaves: &Map<String, Value>) {
+pub(crate) fn sync_diff(
+    state: &mut JsState,
+    joins: &Map<String, Value>,
+    leaves: &Map<String, Value>,
+) {
     for (key, presence) in joins {
         let mut new = metas_of(presence);
         if let Some(cur) = state.get(key) {
@@ -78,7 +82,7 @@ fn sync_diff(state: &mut JsState, joins: &Map<String, Value>, leaves: &Map<Strin
 }
 
 /// `syncState`: the diff between the current state and the new one, applied with `syncDiff`.
-fn sync_state(state: &mut JsState, new: &Map<String, Value>) {
+pub(crate) fn sync_state(state: &mut JsState, new: &Map<String, Value>) {
     let mut joins = Map::new();
     let mut leaves = Map::new();
     for (key, metas) in state.iter() {
@@ -114,7 +118,7 @@ fn sync_state(state: &mut JsState, new: &Map<String, Value>) {
 }
 
 /// key → metas sorted by ref, to compare states regardless of meta order.
-fn normalize_js(state: &JsState) -> BTreeMap<String, Vec<Value>> {
+pub(crate) fn normalize_js(state: &JsState) -> BTreeMap<String, Vec<Value>> {
     state
         .iter()
         .map(|(k, metas)| {
@@ -125,7 +129,7 @@ fn normalize_js(state: &JsState) -> BTreeMap<String, Vec<Value>> {
         .collect()
 }
 
-fn normalize_list(list: &Map<String, Value>) -> BTreeMap<String, Vec<Value>> {
+pub(crate) fn normalize_list(list: &Map<String, Value>) -> BTreeMap<String, Vec<Value>> {
     let mut s = JsState::new();
     for (k, v) in list {
         s.insert(k.clone(), metas_of(v));

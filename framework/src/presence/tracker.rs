@@ -37,7 +37,8 @@
 //! guard stored on the channel's socket, dropped when the channel task ends.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -48,10 +49,12 @@ use tokio::sync::watch;
 
 use super::fetch::Fetch;
 use super::phx_ref::RefGen;
+use super::replica::peers::Remote;
+use super::replica::{self, Change, Link, ReplicaConfig};
 use super::snapshot::PresenceState;
 use super::state::{render, Diff, Entries, Meta, Owner, StateError, TopicPresences};
 use crate::context::Context;
-use crate::pubsub::BroadcastMsg;
+use crate::pubsub::{Adapter, BroadcastMsg};
 
 /// A built (and decorated) `presence_state`, map and encoded JSON.
 pub(crate) type Snapshot = Arc<PresenceState>;
@@ -184,7 +187,16 @@ pub(crate) struct Tracker {
     fetch: Option<Fetch>,
     /// Makes `phx_ref`s.
     refs: RefGen,
+    /// How to replicate across nodes.
+    replica_config: ReplicaConfig,
+    /// The cluster link, once attached (`None` inside: the adapter had no side channel).
+    replica: OnceLock<Option<Arc<Link>>>,
+    /// Owner ids for remote presences: from 2^63 up, where channel ids never reach.
+    remote_owners: AtomicU64,
 }
+
+/// The first owner id of remote presences.
+const REMOTE_OWNERS: Owner = 1 << 63;
 
 /// What a `track` needs to tell its caller.
 pub(crate) struct Tracked {
@@ -195,12 +207,65 @@ pub(crate) struct Tracked {
 }
 
 impl Tracker {
+    #[cfg(test)]
     pub(crate) fn new(window: Duration, fetch: Option<Fetch>) -> Self {
+        Tracker::with_replica(window, fetch, ReplicaConfig::default())
+    }
+
+    pub(crate) fn with_replica(
+        window: Duration,
+        fetch: Option<Fetch>,
+        replica_config: ReplicaConfig,
+    ) -> Self {
         Tracker {
             topics: DashMap::new(),
             window,
             fetch,
             refs: RefGen::default(),
+            replica_config,
+            replica: OnceLock::new(),
+            remote_owners: AtomicU64::new(REMOTE_OWNERS),
+        }
+    }
+
+    pub(crate) fn replica_config(&self) -> &ReplicaConfig {
+        &self.replica_config
+    }
+
+    /// The cluster link, if attached.
+    fn link(&self) -> Option<&Arc<Link>> {
+        self.replica.get().and_then(Option::as_ref)
+    }
+
+    /// Joins the cluster through `adapter`'s side channel, once; true when replicating. A call
+    /// outside a runtime does nothing (a later one may attach).
+    pub(crate) fn attach(self: &Arc<Self>, context: &Context, adapter: &Arc<dyn Adapter>) -> bool {
+        if let Some(attached) = self.replica.get() {
+            return attached.is_some();
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return false;
+        }
+        self.replica
+            .get_or_init(|| replica::start(self, context, adapter, &self.replica_config))
+            .is_some()
+    }
+
+    /// The link for a change made with `context`: attaches on the first context with an
+    /// adapter (before the change is applied, so it is recorded).
+    fn link_for(self: &Arc<Self>, context: &Context) -> Option<&Arc<Link>> {
+        if self.replica.get().is_none() {
+            if let Some(adapter) = context.pubsub().adapter() {
+                self.attach(context, adapter);
+            }
+        }
+        self.link()
+    }
+
+    /// Says `bye` to the cluster and stops replicating (see [`replica::graceful_permdown`]).
+    pub(crate) fn graceful_permdown(&self) {
+        if let Some(link) = self.link() {
+            link.bye();
         }
     }
 
@@ -221,7 +286,14 @@ impl Tracker {
         key: &str,
         meta: Meta,
     ) -> Result<Tracked, StateError> {
+        let link = self.link_for(context);
         let phx_ref = self.refs.next(owner);
+        // What the other nodes are told: the meta as stored (with its ref).
+        let replicated = link.map(|_| {
+            let mut m = meta.clone();
+            m.insert("phx_ref".into(), Value::String(phx_ref.clone()));
+            m
+        });
         loop {
             let shard = self
                 .topics
@@ -234,6 +306,14 @@ impl Tracker {
                 continue; // removed between the lookup and the lock: take the new one
             }
             entry.state.track(owner, key, meta, &phx_ref)?;
+            if let (Some(link), Some(meta)) = (link, replicated) {
+                link.record(Change::Join {
+                    topic: topic.clone(),
+                    key: key.to_string(),
+                    phx_ref: phx_ref.clone(),
+                    meta,
+                });
+            }
             let first_for_owner = entry.guarded.insert(owner);
             self.schedule(topic, &mut entry);
             return Ok(Tracked {
@@ -253,7 +333,21 @@ impl Tracker {
         let phx_ref = self.refs.next(owner);
         let shard = self.shard(topic).ok_or(StateError::NotTracked)?;
         let mut entry = shard.lock();
-        entry.state.update(owner, key, meta, &phx_ref)?;
+        let old_ref = entry.state.phx_ref_of(owner, key).map(str::to_string);
+        let new = entry.state.update(owner, key, meta, &phx_ref)?;
+        if let (Some(link), Some(old_ref)) = (self.link(), old_ref) {
+            link.record(Change::Join {
+                topic: topic.clone(),
+                key: key.to_string(),
+                phx_ref: phx_ref.clone(),
+                meta: new,
+            });
+            link.record(Change::Leave {
+                topic: topic.clone(),
+                key: key.to_string(),
+                phx_ref: old_ref,
+            });
+        }
         self.schedule(topic, &mut entry);
         Ok(phx_ref)
     }
@@ -263,7 +357,15 @@ impl Tracker {
             return false;
         };
         let mut entry = shard.lock();
+        let old_ref = entry.state.phx_ref_of(owner, key).map(str::to_string);
         let done = entry.state.untrack(owner, key);
+        if let (Some(link), Some(phx_ref), true) = (self.link(), old_ref, done) {
+            link.record(Change::Leave {
+                topic: topic.clone(),
+                key: key.to_string(),
+                phx_ref,
+            });
+        }
         self.schedule(topic, &mut entry);
         done
     }
@@ -275,6 +377,15 @@ impl Tracker {
         };
         let (n, idle) = {
             let mut entry = shard.lock();
+            if let Some(link) = self.link() {
+                for (key, phx_ref) in entry.state.owned(owner) {
+                    link.record(Change::Leave {
+                        topic: topic.clone(),
+                        key,
+                        phx_ref,
+                    });
+                }
+            }
             let n = entry.state.untrack_owner(owner);
             entry.guarded.remove(&owner);
             if entry.guarded.capacity() > 64 && entry.guarded.len() < entry.guarded.capacity() / 4 {
@@ -287,6 +398,55 @@ impl Tracker {
             self.remove_if_idle(topic);
         }
         n
+    }
+
+    /// A presence of another node joins `topic` (the replica task's call): tracked under an
+    /// owner of its own, with the remote `phx_ref`, and diffed like a local join. Not
+    /// replicated again. `None` if the state refused it.
+    pub(crate) fn remote_join(
+        self: &Arc<Self>,
+        context: &Context,
+        topic: &str,
+        key: &str,
+        phx_ref: &str,
+        meta: Meta,
+    ) -> Option<Remote> {
+        let owner = self.remote_owners.fetch_add(1, Ordering::Relaxed);
+        let topic: Arc<str> = match self.topics.get(topic) {
+            Some(e) => e.key().clone(),
+            None => Arc::from(topic),
+        };
+        loop {
+            let shard = self
+                .topics
+                .entry(topic.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(TopicEntry::new(&topic, context))))
+                .value()
+                .clone();
+            let mut entry = shard.lock();
+            if entry.dead {
+                continue;
+            }
+            entry.state.track(owner, key, meta, phx_ref).ok()?;
+            self.schedule(&topic, &mut entry);
+            return Some(Remote { topic, owner });
+        }
+    }
+
+    /// A presence of another node leaves (its node said so, went down, or was replaced).
+    pub(crate) fn remote_leave(self: &Arc<Self>, remote: &Remote) {
+        let Some(shard) = self.shard(&remote.topic) else {
+            return;
+        };
+        let idle = {
+            let mut entry = shard.lock();
+            entry.state.untrack_owner(remote.owner);
+            self.schedule(&remote.topic, &mut entry);
+            entry.idle()
+        };
+        if idle {
+            self.remove_if_idle(&remote.topic);
+        }
     }
 
     /// Forgets the topic if its entry is (still) idle, and gives back the map's spare room.
