@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the tests talk to are up: PostgreSQL (127.0.0.1:5432) and Redis
 # (127.0.0.1:6379). Starts them with the machine's own packages if they are down; never
-# installs or reconfigures anything else.
+# reconfigures anything; installs Debian's redis-server when the binary is missing.
 set -uo pipefail
 
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -15,6 +15,13 @@ if ! pg_up; then
   for _ in $(seq 1 30); do pg_up && break; sleep 1; done
 fi
 pg_up || { echo "services: PostgreSQL is not reachable at 127.0.0.1:5432" >&2; exit 1; }
+
+# The cluster suite starts Redis servers of its own: the binary must be there.
+if ! command -v redis-server >/dev/null; then
+  echo "services: installing Debian's redis-server (the cluster suite runs its own)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null 2>&1 || true
+fi
+command -v redis-server >/dev/null || { echo "services: redis-server is not installed and could not be installed" >&2; exit 1; }
 
 if ! redis_up; then
   echo "services: starting Redis"

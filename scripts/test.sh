@@ -12,6 +12,8 @@
 #      bystander socket, RSS and log checks              compat-tests/hostile/run.sh
 #   6. The Rumbl watch page in headless Chromium (Debian's chromium, installed if missing)
 #                                                    compat-tests/browser/run.sh
+#   7. Cluster: phx-server nodes on a Redis of their own (a free port), phoenix client on each
+#                                                    compat-tests/cluster/run.sh
 #
 # Stops at the first failing stage and exits non-zero.
 set -euo pipefail
@@ -63,5 +65,8 @@ env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-
 
 stage "browser: watch page in headless Chromium (playwright-core)"
 env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/browser/run.sh
+
+stage "cluster: three phx-server nodes on a Redis of their own (phoenix client, Elixir's captured envelopes)"
+env -u DATABASE_URL PHX_SERVER_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/phx-server" bash compat-tests/cluster/run.sh
 
 stage "all test stages passed"

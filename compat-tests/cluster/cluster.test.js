@@ -9,13 +9,16 @@
 //   target only;
 // * garbage, plain terms and Phoenix.Tracker traffic on the channel are ignored, counted,
 //   and not logged once per message;
+// * Presence: the JS Presence class on every node lists every node's users; a node killed
+//   with SIGKILL has its users leave everywhere after the down timeout, one stopped cleanly
+//   at once;
 // * Redis down: local delivery goes on, /readyz says 503, cross-node broadcasts are lost and
 //   counted; Redis back: delivery resumes by itself.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
-import { Socket } from "phoenix";
+import { Socket, Presence } from "phoenix";
 import * as h from "./harness.js";
 
 let redis;
@@ -183,4 +186,41 @@ test("Redis down: local delivery goes on, /readyz says so, and delivery resumes 
   await h.broadcast(nodes[0], topic, "shout", { after: true });
   await until("delivery resumed on every node", () => got[1].length === 1 && got[2].length === 1 && got[0].length === 2);
   assert.deepEqual(got[1][0], { after: true });
+});
+
+/** Joins `topic` on `node` as `name` with the official Presence class; returns its list(). */
+async function present(node, topic, name) {
+  const socket = connect(node);
+  const channel = socket.channel(topic, { name });
+  const presence = new Presence(channel);
+  await new Promise((res, rej) => channel.join().receive("ok", res).receive("error", (e) => rej(new Error(JSON.stringify(e)))));
+  return { socket, list: () => presence.list((key) => key).sort() };
+}
+
+test("Presence: every node's JS Presence lists every node's users; a killed node's users leave after the down timeout, a stopped one's at once", async () => {
+  // Two extra nodes of our own, so that stopping them leaves the suite's three running.
+  const doomed = await h.startNode("node-doomed", redis.url);
+  const polite = await h.startNode("node-polite", redis.url);
+  const topic = `presence:cluster-${Date.now()}`;
+  const views = [];
+  for (const [i, n] of nodes.entries()) views.push(await present(n, topic, `user${i}`));
+  await present(doomed, topic, "doomed");
+  await present(polite, topic, "polite");
+  const everyone = ["anon-doomed", "anon-polite", "anon-user0", "anon-user1", "anon-user2"];
+  await until("every node lists all five", () => views.every((v) => JSON.stringify(v.list()) === JSON.stringify(everyone)), 10000);
+
+  // A clean stop (SIGTERM: drain, then bye): its user leaves everywhere at once.
+  const stopAt = Date.now();
+  await h.stopNode(polite);
+  await until("the stopped node's user left", () => views.every((v) => !v.list().includes("anon-polite")), 10000);
+  const politeMs = Date.now() - stopAt;
+
+  // SIGKILL: no goodbye; the others notice the missing heartbeats (PRESENCE_DOWN_MS, 5 s).
+  const killAt = Date.now();
+  await h.stopNode(doomed, "SIGKILL");
+  await until("the killed node's user left", () => views.every((v) => !v.list().includes("anon-doomed")), 15000);
+  const doomedMs = Date.now() - killAt;
+  assert.ok(doomedMs >= 3000, `left after ${doomedMs} ms: only after missing heartbeats, not at once`);
+  for (const v of views) assert.deepEqual(v.list(), ["anon-user0", "anon-user1", "anon-user2"]);
+  assert.ok(politeMs < doomedMs, `a clean stop (${politeMs} ms) leaves before a kill is noticed (${doomedMs} ms)`);
 });

@@ -4,7 +4,7 @@
 // NODE_NAME, PUBSUB_NAME), and a raw RESP client to publish exact bytes and to watch the channel.
 
 import { spawn } from "node:child_process";
-import { createWriteStream, mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, openSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,7 +42,7 @@ function logTo(name) {
 export async function startRedis(port) {
   port = port ?? (await freePort());
   const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdio: ["ignore", createWriteStream(logTo(`redis-${port}`)), "inherit"],
+    stdio: ["ignore", openSync(logTo(`redis-${port}`), "a"), "inherit"],
   });
   children.add(proc);
   for (let i = 0; i < 100; i++) {
@@ -72,7 +72,7 @@ export async function startNode(name, redisUrl, extra = {}) {
   const env = { ...process.env, PORT: String(port), RUST_LOG: "info", PUBSUB_ADAPTER: "redis", REDIS_URL: redisUrl, NODE_NAME: name, PUBSUB_NAME, ...extra };
   for (const k of ["DATABASE_URL", "HOST", "PHX_HOST", "CHECK_ORIGIN"]) delete env[k];
   const log = logTo(`node-${name}`);
-  const out = createWriteStream(log);
+  const out = openSync(log, "w");
   const proc = spawn(BIN, ["serve", "--fixture"], { env, stdio: ["ignore", out, out] });
   children.add(proc);
   const node = { name, port, proc, log, url: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/socket` };

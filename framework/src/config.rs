@@ -460,6 +460,13 @@ fn pubsub_from_env() -> Result<PubSubConfig, ConfigError> {
                 value: String::new(),
                 why: "required with PUBSUB_ADAPTER=redis, and unique per node",
             })?;
+            if node_name.len() > 255 {
+                return Err(ConfigError {
+                    name: "NODE_NAME",
+                    value: node_name,
+                    why: "an Erlang atom holds at most 255 bytes",
+                });
+            }
             if node_name == "nonode@nohost" {
                 return Err(ConfigError {
                     name: "NODE_NAME",

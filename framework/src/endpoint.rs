@@ -235,8 +235,11 @@ impl Endpoint {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         // The sockets are gone (their presences with them): nothing more to tell the cluster.
+        // Presence says goodbye first, so peers drop this node's entries at once instead of
+        // after their down timeout; the adapter then sends what is queued and stops.
         if let Some(adapter) = self.pubsub().adapter() {
-            adapter.shutdown();
+            crate::presence::graceful_permdown(adapter);
+            adapter.shutdown().await;
         }
     }
 

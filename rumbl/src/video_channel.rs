@@ -152,6 +152,7 @@ impl VideoChannel {
 /// `user: {username}` to each entry (key = user id), `null` for a user the store cannot find.
 pub fn presence(store: Arc<dyn AnnotationStore>) -> Presence {
     Presence::builder()
+        .name("RumblWeb.Presence")
         .window_from_env()
         .fetch(move |topic, entries| fetch_users(store.clone(), topic, entries))
         .build()

@@ -45,8 +45,11 @@ pub trait Adapter: Send + Sync + 'static {
         None
     }
 
-    /// Stops the adapter's tasks at shutdown (after the drain).
-    fn shutdown(&self) {}
+    /// Stops the adapter's tasks at shutdown (after the drain); the future completes once what
+    /// was already queued (a Presence's `bye`) went out, or could not.
+    fn shutdown(&self) -> futures_util::future::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// A side channel between phx-server nodes: at-most-once, unordered between senders, in order

@@ -5,10 +5,10 @@
 //! it and each broadcast is one `PUBLISH` of an ETF envelope `{3, :except | :only, node, topic,
 //! message, dispatcher}` ([`envelope`]). Three tasks, so that nothing a channel does waits on
 //! Redis and nothing Redis does waits on the local fan-out:
-//! - the [`publisher`] takes encoded envelopes from a bounded queue and `PUBLISH`es them on its
+//! - the publisher takes encoded envelopes from a bounded queue and `PUBLISH`es them on its
 //!   own connection, pipelined; while Redis is unreachable they are dropped and counted
 //!   (delivered locally, lost for every other node — what phoenix_pubsub_redis does);
-//! - the [`subscriber`] owns a dedicated subscription connection: it reconnects with jittered
+//! - the subscriber owns a dedicated subscription connection: it reconnects with jittered
 //!   backoff, resubscribes, and pings to find a half-open connection; it only hands the raw
 //!   bytes on, through a bounded queue (a full queue drops, counted);
 //! - the fan-out task decodes each envelope and, when it is a broadcast for this node, hands
@@ -18,14 +18,16 @@ pub mod envelope;
 mod publisher;
 mod subscriber;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use tokio::sync::{mpsc, Notify};
 
 use self::envelope::{Codec, Inbound};
-use super::adapter::{Adapter, AdapterStatus};
+use super::adapter::{Adapter, AdapterStatus, SideChannel};
 use super::local::LocalPubSub;
 use super::BroadcastMsg;
 use crate::config::RedisConfig;
@@ -36,6 +38,35 @@ pub const PUBLISH_QUEUE: usize = 16_384;
 
 /// Received envelopes waiting for the local fan-out; past it they are dropped.
 pub const RECEIVE_QUEUE: usize = 16_384;
+
+/// Messages of one side channel waiting for their receiver; past it they are dropped.
+pub const SIDE_QUEUE: usize = 4096;
+
+/// How long a shutdown waits for what is queued to be published.
+const FLUSH_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+
+/// One message for the publisher: a broadcast envelope on the PubSub's channel, or a side
+/// channel's message.
+pub(crate) struct Outgoing {
+    channel: Arc<str>,
+    bytes: Vec<u8>,
+    /// A broadcast (counted in `phx_cluster_published_total` / `_lost_total`), or side traffic.
+    broadcast: bool,
+}
+
+/// The side channels this node listens to, by Redis channel name, and who gets their messages.
+#[derive(Default)]
+pub(crate) struct Sides {
+    receivers: RwLock<HashMap<Arc<str>, mpsc::Sender<Vec<u8>>>>,
+    /// Wakes the subscriber to SUBSCRIBE a side channel added while it is connected.
+    added: Notify,
+}
+
+impl Sides {
+    fn names(&self) -> Vec<Arc<str>> {
+        self.receivers.read().keys().cloned().collect()
+    }
+}
 
 /// Why the Redis adapter could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +87,9 @@ pub(crate) struct Links {
     /// Set at shutdown; wakes both tasks.
     stopped: AtomicBool,
     stop: Notify,
+    /// Set by the publisher once it sent (or gave up on) what was queued at shutdown.
+    flushed: AtomicBool,
+    flush_done: Notify,
 }
 
 impl Links {
@@ -81,7 +115,10 @@ impl Links {
 /// The adapter. Built by [`RedisAdapter::start`], which spawns its tasks.
 pub struct RedisAdapter {
     codec: Arc<Codec>,
-    publish: mpsc::Sender<Vec<u8>>,
+    main: Arc<str>,
+    pubsub_name: String,
+    publish: mpsc::Sender<Outgoing>,
+    sides: Arc<Sides>,
     links: Arc<Links>,
     metrics: Arc<Metrics>,
 }
@@ -97,7 +134,9 @@ impl RedisAdapter {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| RedisError::NoRuntime)?;
         let client = ::redis::Client::open(config.url.as_str()).map_err(RedisError::Url)?;
         let codec = Arc::new(Codec::new(config));
+        let main: Arc<str> = codec.channel().into();
         let links = Arc::new(Links::default());
+        let sides = Arc::new(Sides::default());
         let (publish, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (received, received_rx) = mpsc::channel(RECEIVE_QUEUE);
         tracing::info!(
@@ -107,29 +146,40 @@ impl RedisAdapter {
         );
         runtime.spawn(publisher::run(
             client.clone(),
-            codec.channel().to_string(),
             publish_rx,
             links.clone(),
             metrics.clone(),
         ));
         runtime.spawn(subscriber::run(
             client,
-            codec.channel().to_string(),
-            received,
+            subscriber::Routes {
+                main: main.clone(),
+                received,
+                sides: sides.clone(),
+                own: config.node_name.as_bytes().to_vec(),
+            },
             links.clone(),
             metrics.clone(),
         ));
         runtime.spawn(fan_out(received_rx, codec.clone(), local, metrics.clone()));
         Ok(Arc::new(RedisAdapter {
             codec,
+            main,
+            pubsub_name: config.pubsub_name.clone(),
             publish,
+            sides,
             links,
             metrics,
         }))
     }
 
     fn enqueue(&self, bytes: Vec<u8>) {
-        if self.publish.try_send(bytes).is_err() {
+        let item = Outgoing {
+            channel: self.main.clone(),
+            bytes,
+            broadcast: true,
+        };
+        if self.publish.try_send(item).is_err() {
             self.metrics.cluster_lost.inc();
             crate::warn_limited!(
                 "cluster publish queue full: a broadcast did not reach the other nodes"
@@ -165,9 +215,52 @@ impl Adapter for RedisAdapter {
         }
     }
 
-    fn shutdown(&self) {
+    /// Side channels are Redis channels of their own, `phx-server:<PUBSUB_NAME>:<name>`, which
+    /// Elixir nodes never subscribe to. Each message is framed with the sender's name (one
+    /// length byte, the name, the payload) so that a node drops its own.
+    fn side_channel(&self, name: &str) -> Option<SideChannel> {
+        let channel: Arc<str> = format!("phx-server:{}:{name}", self.pubsub_name).into();
+        let (tx, rx) = mpsc::channel(SIDE_QUEUE);
+        self.sides.receivers.write().insert(channel.clone(), tx);
+        self.sides.added.notify_one();
+        let own = self.codec.node_name().as_bytes().to_vec();
+        let publish = self.publish.clone();
+        Some(SideChannel {
+            send: Arc::new(move |payload: Vec<u8>| {
+                let Ok(len) = u8::try_from(own.len()) else {
+                    return;
+                };
+                let mut bytes = Vec::with_capacity(1 + own.len() + payload.len());
+                bytes.push(len);
+                bytes.extend_from_slice(&own);
+                bytes.extend_from_slice(&payload);
+                // Lossy by contract: a full queue drops the message.
+                let _ = publish.try_send(Outgoing {
+                    channel: channel.clone(),
+                    bytes,
+                    broadcast: false,
+                });
+            }),
+            receive: rx,
+        })
+    }
+
+    fn shutdown(&self) -> futures_util::future::BoxFuture<'static, ()> {
         self.links.stopped.store(true, Ordering::Relaxed);
         self.links.stop.notify_waiters();
+        let links = self.links.clone();
+        Box::pin(async move {
+            let flushed = async {
+                while !links.flushed.load(Ordering::Relaxed) {
+                    let notified = links.flush_done.notified();
+                    if links.flushed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    notified.await;
+                }
+            };
+            let _ = tokio::time::timeout(FLUSH_AT_SHUTDOWN, flushed).await;
+        })
     }
 }
 

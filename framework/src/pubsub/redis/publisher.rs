@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::subscriber::PING_EVERY;
-use super::{Backoff, Links};
+use super::{Backoff, Links, Outgoing};
 use crate::metrics::Metrics;
 
 /// Envelopes sent in one pipeline.
@@ -26,14 +26,13 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(
     client: redis::Client,
-    channel: String,
-    mut queue: mpsc::Receiver<Vec<u8>>,
+    mut queue: mpsc::Receiver<Outgoing>,
     links: Arc<Links>,
     metrics: Arc<Metrics>,
 ) {
     let mut backoff = Backoff::new();
     let mut next_attempt = Instant::now();
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
     // Connect at once, so that readiness reflects Redis before the first broadcast.
     let mut conn = connect(&client, &links, &mut backoff, &mut next_attempt).await;
     links.report(&metrics);
@@ -44,16 +43,17 @@ pub(super) async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let first = tokio::select! {
+            biased;
             m = queue.recv() => match m {
                 Some(m) => m,
-                None => return,
+                None => break,
             },
+            _ = links.stopped() => break,
             _ = tick.tick() => {
                 conn = check(conn, &client, &links, &mut backoff, &mut next_attempt).await;
                 links.report(&metrics);
                 continue;
             }
-            _ = links.stopped() => return,
         };
         batch.push(first);
         while batch.len() < BATCH {
@@ -66,29 +66,57 @@ pub(super) async fn run(
             conn = connect(&client, &links, &mut backoff, &mut next_attempt).await;
             links.report(&metrics);
         }
-        let n = batch.len() as u64;
-        let Some(c) = conn.as_mut() else {
-            metrics.cluster_lost.add(n);
-            batch.clear();
-            continue;
-        };
-        let mut pipe = redis::pipe();
-        for envelope in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(&channel).arg(envelope).ignore();
+        if !publish(&mut conn, &mut batch, &metrics).await {
+            lost(&links, &mut backoff, &mut next_attempt);
+            links.report(&metrics);
         }
-        match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(c)).await {
-            Ok(Ok(())) => metrics.cluster_published.add(n),
-            outcome => {
-                metrics.cluster_lost.add(n);
-                let why = match outcome {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "timed out".to_string(),
-                };
-                crate::warn_limited!("PubSub: Redis publish failed ({why}); reconnecting");
-                conn = None;
-                lost(&links, &mut backoff, &mut next_attempt);
-                links.report(&metrics);
-            }
+    }
+    // Stopping: what is already queued (a Presence's `bye`) still goes out, once.
+    while let Ok(m) = queue.try_recv() {
+        batch.push(m);
+        if batch.len() == BATCH {
+            publish(&mut conn, &mut batch, &metrics).await;
+        }
+    }
+    publish(&mut conn, &mut batch, &metrics).await;
+    links.flushed.store(true, Ordering::Relaxed);
+    links.flush_done.notify_waiters();
+}
+
+/// Publishes `batch` (emptying it) in one pipeline; false when the connection failed (it is
+/// dropped). Without a connection everything is lost.
+async fn publish(
+    conn: &mut Option<MultiplexedConnection>,
+    batch: &mut Vec<Outgoing>,
+    metrics: &Metrics,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    let broadcasts = batch.iter().filter(|m| m.broadcast).count() as u64;
+    let Some(c) = conn.as_mut() else {
+        metrics.cluster_lost.add(broadcasts);
+        batch.clear();
+        return true;
+    };
+    let mut pipe = redis::pipe();
+    for m in batch.drain(..) {
+        pipe.cmd("PUBLISH").arg(&*m.channel).arg(m.bytes).ignore();
+    }
+    match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(c)).await {
+        Ok(Ok(())) => {
+            metrics.cluster_published.add(broadcasts);
+            true
+        }
+        outcome => {
+            metrics.cluster_lost.add(broadcasts);
+            let why = match outcome {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_string(),
+            };
+            crate::warn_limited!("PubSub: Redis publish failed ({why}); reconnecting");
+            *conn = None;
+            false
         }
     }
 }
