@@ -107,6 +107,21 @@ test('the socket-id "disconnect" closes the user\'s sockets on every node', asyn
   assert.ok(bystanders.every((b) => b.isConnected()), "other sockets keep working");
 });
 
+test('an Elixir node\'s "disconnect" for users_socket:42 (captured) closes that user\'s sockets on every node', async () => {
+  const disconnect = h.captures("broadcast-v3.1.0.jsonl")[4]; // Endpoint.broadcast("users_socket:42", "disconnect", %{}) on node-b
+  const token = await h.fixtureToken(nodes[0], 42);
+  const closed = nodes.map(() => false);
+  await Promise.all(
+    nodes.map((n, i) => {
+      const s = connect(n, { token });
+      s.onClose(() => (closed[i] = true));
+      return new Promise((r) => s.onOpen(r));
+    }),
+  );
+  await h.publishRaw(redis.port, disconnect.buf);
+  await until("every node closed user 42's socket", () => closed.every(Boolean));
+});
+
 test("phx-server's envelope is byte-for-byte the one an Elixir node publishes", async () => {
   const [elixir] = h.captures("broadcast-v3.1.0.jsonl"); // node-a: Endpoint.broadcast("room:lobby", "shout", %{"body" => "hi"})
   const watcher = await h.resp(redis.port);

@@ -115,6 +115,37 @@ impl Context {
         })
     }
 
+    /// `Endpoint.local_broadcast(topic, event, payload)`: this node's subscribers only.
+    pub fn local_broadcast(&self, topic: &str, event: &str, payload: impl Into<Payload>) -> usize {
+        self.inner.pubsub.local_broadcast(BroadcastMsg {
+            topic: topic.into(),
+            event: event.to_string(),
+            payload: payload.into(),
+            from: None,
+        })
+    }
+
+    /// `Phoenix.PubSub.direct_broadcast(node, pubsub, topic, %Broadcast{...})`: the
+    /// subscribers on the node named `node` only (through the cluster adapter, even when
+    /// `node` is this one, as in Phoenix).
+    pub fn direct_broadcast(
+        &self,
+        node: &str,
+        topic: &str,
+        event: &str,
+        payload: impl Into<Payload>,
+    ) {
+        self.inner.pubsub.direct_broadcast(
+            node,
+            BroadcastMsg {
+                topic: topic.into(),
+                event: event.to_string(),
+                payload: payload.into(),
+                from: None,
+            },
+        )
+    }
+
     /// `Phoenix.Token.sign(socket, salt, data)` (max_age 86400 s embedded, Phoenix's default).
     pub fn sign_token(&self, salt: &str, data: &Term) -> String {
         self.inner.tokens.sign(salt, data)

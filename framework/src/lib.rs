@@ -41,6 +41,8 @@
 //! | `send(self(), msg)`, `Process.send_after` | [`ChannelSocket::send_self`], [`ChannelSocket::send_after`] |
 //! | `Phoenix.Presence` | [`presence::Presence`] |
 //! | `Endpoint.broadcast/3` | [`Context::broadcast`] ([`ChannelSocket::context`] in a channel), [`Endpoint::broadcast`] |
+//! | `Endpoint.local_broadcast/3`, `Phoenix.PubSub.direct_broadcast/5` | [`Context::local_broadcast`], [`Context::direct_broadcast`] |
+//! | `{Phoenix.PubSub, adapter: Phoenix.PubSub.Redis, node_name: ...}` | `PUBSUB_ADAPTER=redis`, `NODE_NAME` ([`config::PubSubConfig`], [`pubsub::redis`]) |
 //! | `Phoenix.Token.sign/verify(socket, ...)` | [`Context::sign_token`], [`Context::verify_token`] (the same on [`Endpoint`]) |
 //! | `Endpoint.start_link` | [`http::listen_and_serve`] |
 //!

@@ -37,6 +37,16 @@ pub struct FanoutArgs {
     /// After the last publish, wait at most this long for missing deliveries.
     #[arg(long, default_value_t = 5)]
     pub drain_secs: u64,
+    /// Subscribe only: no publisher socket; the rounds are published elsewhere (another
+    /// node of a cluster, by another loadgen). Waits at most `--listen-secs` for them.
+    #[arg(long)]
+    pub listen_only: bool,
+    /// With `--listen-only`: how long to wait for every round, counted from the last join.
+    #[arg(long, default_value_t = 120)]
+    pub listen_secs: u64,
+    /// A file created once every socket has joined (for a script coordinating processes).
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
 }
 
 pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxError> {
@@ -55,7 +65,7 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
     let c = report::connect_many(
         target,
         0,
-        0..n + 1,
+        0..n + u64::from(!a.listen_only),
         cli.concurrency,
         |_| topic.clone(),
         Duration::from_secs(30),
@@ -77,7 +87,14 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
         return Err("no socket joined".into());
     }
     // The last joined socket publishes; the rest subscribe.
-    let (_, publisher, _) = socks.pop().ok_or("no publisher")?;
+    let publisher = if a.listen_only {
+        None
+    } else {
+        Some(socks.pop().ok_or("no publisher")?.1)
+    };
+    if let Some(path) = &a.ready_file {
+        std::fs::write(path, format!("{}\n", socks.len()))?;
+    }
     let subs = socks.len() as u64;
     let expected = subs * rounds as u64;
 
@@ -120,46 +137,25 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
         });
     }
 
-    // Publisher: its own socket receives the broadcast too, and the ok replies; drain them.
-    let (mut ptx, mut prx) = publisher.split();
     let replies = Arc::new(AtomicU64::new(0));
-    let drain = {
-        let replies = replies.clone();
-        let mut stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop_rx.changed() => break,
-                    m = prx.next() => match m {
-                        Some(Ok(Message::Text(t))) => {
-                            if t.as_str().contains(r#""phx_reply""#) {
-                                replies.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Some(Ok(_)) => {}
-                        _ => break,
-                    }
-                }
-            }
-        })
-    };
-
     let pad = "x".repeat(a.pad);
     let s0 = Sample::take(cli.server_pid);
-    let mut tick = tokio::time::interval(Duration::from_millis(a.interval_ms.max(1)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for k in 1..=rounds {
-        tick.tick().await;
-        let t = conn::now_ns();
-        let f = format!(
-            r#"["1","{}",{},"shout",{{"seq":{k},"t":{t},"pad":"{pad}"}}]"#,
-            k + 1,
-            conn::json_str(&topic)
-        );
-        ptx.send(Message::text(f)).await?;
-    }
-    let last_publish = Instant::now();
-    let bound = last_publish + Duration::from_secs(a.drain_secs);
+    let bound = match publisher {
+        Some(publisher) => {
+            publish(
+                publisher,
+                &topic,
+                &pad,
+                rounds,
+                a.interval_ms,
+                &replies,
+                &stop_rx,
+            )
+            .await?;
+            Instant::now() + Duration::from_secs(a.drain_secs)
+        }
+        None => Instant::now() + Duration::from_secs(a.listen_secs),
+    };
     while delivered.load(Ordering::Relaxed) < expected && Instant::now() < bound {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -172,7 +168,6 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
             per_sub.push(lat);
         }
     }
-    drain.abort();
 
     let mut all = report::hist();
     let mut to_last = report::hist();
@@ -229,7 +224,7 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
         replies.load(Ordering::Relaxed),
     ));
     report::emit(&serde_json::json!({
-        "result": "fanout",
+        "result": if a.listen_only { "fanout-listen" } else { "fanout" },
         "label": cli.label,
         "subscribers": subs,
         "requested_subscribers": n,
@@ -255,5 +250,52 @@ pub async fn run(cli: &Cli, target: &Target, a: FanoutArgs) -> Result<(), BoxErr
         "per_round": per_round,
         "machine": machine,
     }));
+    Ok(())
+}
+
+/// The publisher: `rounds` shouts `interval_ms` apart on its own socket, whose own copy of the
+/// broadcast and whose `ok` replies are read (and counted) until `stop`.
+async fn publish(
+    publisher: conn::Ws,
+    topic: &str,
+    pad: &str,
+    rounds: usize,
+    interval_ms: u64,
+    replies: &Arc<AtomicU64>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let (mut ptx, mut prx) = publisher.split();
+    {
+        let replies = replies.clone();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop_rx.changed() => break,
+                    m = prx.next() => match m {
+                        Some(Ok(Message::Text(t))) => {
+                            if t.as_str().contains(r#""phx_reply""#) {
+                                replies.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(Ok(_)) => {}
+                        _ => break,
+                    }
+                }
+            }
+        });
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(interval_ms.max(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for k in 1..=rounds {
+        tick.tick().await;
+        let t = conn::now_ns();
+        let f = format!(
+            r#"["1","{}",{},"shout",{{"seq":{k},"t":{t},"pad":"{pad}"}}]"#,
+            k + 1,
+            conn::json_str(topic)
+        );
+        ptx.send(Message::text(f)).await?;
+    }
     Ok(())
 }
