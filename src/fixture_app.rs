@@ -39,8 +39,9 @@ pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
         .socket(
             "/socket",
             phx_fixture::FixtureSocket,
-            rumbl::app::fixture_routes(phx_fixture::router(), store),
+            rumbl::app::fixture_routes(phx_fixture::router(), store.clone()),
         )
+        .readiness_check(rumbl::app::store_check(store))
         .build()
 }
 

@@ -21,6 +21,7 @@ use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::pubsub::AdapterStatus;
 use crate::pubsub::PubSub;
+use crate::readiness::Check;
 use crate::router::Router;
 use crate::socket::SocketHandler;
 
@@ -46,6 +47,8 @@ struct Inner {
     draining: AtomicBool,
     /// Mounted sockets.
     mounts: Vec<Arc<SocketMount>>,
+    /// What `/readyz` checks besides the drain and the cluster adapter.
+    checks: Vec<Check>,
 }
 
 /// The endpoint.
@@ -58,6 +61,7 @@ pub struct Endpoint {
 pub struct EndpointBuilder {
     config: Config,
     mounts: Vec<Arc<SocketMount>>,
+    checks: Vec<Check>,
 }
 
 impl EndpointBuilder {
@@ -88,6 +92,12 @@ impl EndpointBuilder {
         self
     }
 
+    /// Adds a readiness check (`/readyz`): e.g. that the application's database answers.
+    pub fn readiness_check(mut self, check: Check) -> EndpointBuilder {
+        self.checks.push(check);
+        self
+    }
+
     /// Builds the endpoint.
     pub fn build(self) -> Endpoint {
         Endpoint {
@@ -96,6 +106,7 @@ impl EndpointBuilder {
                 live: DashMap::new(),
                 draining: AtomicBool::new(false),
                 mounts: self.mounts,
+                checks: self.checks,
             }),
         }
     }
@@ -107,6 +118,7 @@ impl Endpoint {
         EndpointBuilder {
             config,
             mounts: Vec::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -243,17 +255,30 @@ impl Endpoint {
         }
     }
 
-    /// Whether this endpoint can serve: not draining, and its cluster adapter (if any) is
-    /// connected. `/readyz` answers with it.
-    pub fn readiness(&self) -> Result<(), &'static str> {
+    /// Whether this endpoint should get traffic (see [`crate::readiness`]): every reason it
+    /// should not, one per line; `/readyz` answers with it.
+    pub async fn readiness(&self) -> Result<(), Vec<String>> {
+        let mut reasons = Vec::new();
         if self.is_draining() {
-            return Err("draining");
+            reasons.push("draining: new sockets are refused while this node shuts down".into());
         }
-        match self.pubsub().adapter().map(|a| a.status()) {
-            Some(AdapterStatus::Disconnected) => Err(
-                "pubsub adapter disconnected: cross-node broadcasts are lost until it reconnects",
-            ),
-            _ => Ok(()),
+        if let Some(AdapterStatus::Disconnected) = self.pubsub().adapter().map(|a| a.status()) {
+            reasons.push(
+                "pubsub: the cluster adapter is disconnected; broadcasts do not reach the other nodes until it reconnects"
+                    .into(),
+            );
+        }
+        let checks = self.inner.checks.iter().map(Check::failure);
+        reasons.extend(
+            futures_util::future::join_all(checks)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
         }
     }
 }

@@ -67,6 +67,7 @@ pub mod params;
 pub mod presence;
 pub mod pubsub;
 pub mod rate;
+pub mod readiness;
 pub mod router;
 pub mod session;
 pub mod socket;

@@ -15,6 +15,7 @@ use super::{UserSocket, VideoChannel};
 use phx_channels::config::{CheckOrigin, Config};
 use phx_channels::endpoint::Endpoint;
 use phx_channels::http;
+use phx_channels::readiness::Check;
 use phx_channels::router::Router;
 
 use crate::config::RumblConfig;
@@ -90,6 +91,15 @@ pub fn endpoint(
             transports,
         )
         .build()
+}
+
+/// `/readyz`'s check of the store: a database that does not answer makes the node not ready
+/// (posts would fail), with the store's error as the reason.
+pub fn store_check(store: Arc<dyn AnnotationStore>) -> Check {
+    Check::new("store", move || {
+        let store = store.clone();
+        async move { store.ping().await.map_err(|e| e.to_string()) }
+    })
 }
 
 /// Rumbl's channel routes added to `router`: `channel "videos:*", Rumbl.VideoChannel`. The

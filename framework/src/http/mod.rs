@@ -67,24 +67,39 @@ pub fn router(endpoint: &Endpoint) -> Router {
     }
     let ep = endpoint.clone();
     let ready = endpoint.clone();
-    app.route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ep = ready.clone();
-                async move {
-                    match ep.readiness() {
-                        Ok(()) => (StatusCode::OK, "ready".to_string()),
-                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why.to_string()),
-                    }
+    let alive = endpoint.clone();
+    // `/healthz`: alive (200) even while draining, which it says, so that a node shutting down
+    // is not restarted; `/readyz`: whether to send it traffic, with every reason it should not.
+    app.route(
+        "/healthz",
+        get(move || {
+            let ep = alive.clone();
+            async move {
+                if ep.is_draining() {
+                    "ok (draining)"
+                } else {
+                    "ok"
                 }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let ep = ep.clone();
-                async move { ep.metrics().render() }
-            }),
-        )
+            }
+        }),
+    )
+    .route(
+        "/readyz",
+        get(move || {
+            let ep = ready.clone();
+            async move {
+                match ep.readiness().await {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+                    Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n"),
+                }
+            }
+        }),
+    )
+    .route(
+        "/metrics",
+        get(move || {
+            let ep = ep.clone();
+            async move { ep.metrics().render() }
+        }),
+    )
 }
