@@ -245,7 +245,7 @@ pub fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result
         Ok(v) if !v.is_empty() => v.parse().map_err(|_| ConfigError {
             name,
             value: v,
-            why: "not a number",
+            why: "not a whole number in range",
         }),
         _ => Ok(default),
     }
@@ -363,18 +363,20 @@ impl Config {
             origin_from_env: ["CHECK_ORIGIN", "PHX_HOST"]
                 .iter()
                 .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty())),
-            max_frame_size: env_parse("MAX_FRAME_SIZE", d.max_frame_size)?,
-            idle_timeout: Duration::from_millis(env_parse(
-                "IDLE_TIMEOUT_MS",
-                d.idle_timeout.as_millis() as u64,
-            )?),
-            max_channels: env_parse("MAX_CHANNELS", d.max_channels)?,
+            max_frame_size: env_at_least(
+                "MAX_FRAME_SIZE",
+                d.max_frame_size,
+                1024,
+                "must be at least 1024 (a join message must fit)",
+            )?,
+            idle_timeout: env_millis_positive("IDLE_TIMEOUT_MS", d.idle_timeout)?,
+            max_channels: env_positive("MAX_CHANNELS", d.max_channels)?,
             outbox_capacity: env_positive("OUTBOX_CAPACITY", d.outbox_capacity)?,
             channel_inbox_capacity: d.channel_inbox_capacity,
             ws_read_buffer: d.ws_read_buffer,
             ws_write_buffer: d.ws_write_buffer,
             write_timeout: d.write_timeout,
-            drain_batch_size: env_parse("DRAIN_BATCH_SIZE", d.drain_batch_size)?,
+            drain_batch_size: env_positive("DRAIN_BATCH_SIZE", d.drain_batch_size)?,
             drain_interval: Duration::from_millis(env_parse(
                 "DRAIN_INTERVAL_MS",
                 d.drain_interval.as_millis() as u64,
@@ -383,14 +385,11 @@ impl Config {
                 "DRAIN_MAX_MS",
                 d.drain_max.as_millis() as u64,
             )?),
-            lp_window: Duration::from_millis(env_parse(
-                "LP_WINDOW_MS",
-                d.lp_window.as_millis() as u64,
-            )?),
-            lp_max_body: env_parse("LP_MAX_BODY", d.lp_max_body)?,
-            lp_max_line: env_parse("LP_MAX_LINE", d.lp_max_line)?,
-            lp_max_buffered: env_parse("LP_MAX_BUFFERED", d.lp_max_buffered)?,
-            lp_max_sessions: env_parse("LP_MAX_SESSIONS", d.lp_max_sessions)?,
+            lp_window: env_millis_positive("LP_WINDOW_MS", d.lp_window)?,
+            lp_max_body: env_positive("LP_MAX_BODY", d.lp_max_body)?,
+            lp_max_line: env_positive("LP_MAX_LINE", d.lp_max_line)?,
+            lp_max_buffered: env_positive("LP_MAX_BUFFERED", d.lp_max_buffered)?,
+            lp_max_sessions: env_positive("LP_MAX_SESSIONS", d.lp_max_sessions)?,
             socket_transports: match std::env::var("SOCKET_TRANSPORTS") {
                 Ok(v) if !v.is_empty() => SocketOptions::parse(&v).map_err(|why| ConfigError {
                     name: "SOCKET_TRANSPORTS",

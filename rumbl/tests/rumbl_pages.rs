@@ -496,5 +496,9 @@ async fn password_login_with_a_configured_database() {
 async fn readyz_checks_the_store() {
     let s = start().await;
     let r = request(s.addr, "GET", "/readyz", &[], "").await;
-    assert_eq!((r.status, r.body.as_str()), (200, "ready\n"), "the store answers");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "ready\n"),
+        "the store answers"
+    );
 }
