@@ -50,14 +50,47 @@ enum Command {
     },
 }
 
+/// `LOG_FORMAT`: `text` (default) or `json` (one JSON object a line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn log_format() -> Result<LogFormat, String> {
+    match std::env::var("LOG_FORMAT") {
+        Err(_) => Ok(LogFormat::Text),
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("invalid LOG_FORMAT={v:?}: must be text or json")),
+        },
+    }
+}
+
+/// The subscriber: `RUST_LOG` filter (default `info`) to stderr, ANSI colours only when
+/// stderr is a terminal.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
+}
+
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match log_format() {
+        Ok(f) => init_logging(f),
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     let cli = Cli::parse();
     let config = match Config::from_env().and_then(|c| Ok((c, RumblConfig::from_env()?))) {
         Ok(c) => c,

@@ -169,6 +169,15 @@ pub struct UnmatchedEvent(pub String);
 /// the channel's task until it stops.
 #[async_trait]
 pub trait Channel: Send + 'static {
+    /// The channel module's name for log lines (`JOIN "videos:2" to Rumbl.VideoChannel`). The
+    /// default is the Rust type's name, its last path segment.
+    fn name() -> &'static str
+    where
+        Self: Sized,
+    {
+        crate::logger::short_type_name(std::any::type_name::<Self>())
+    }
+
     /// `join/3`: decide whether the client may join `topic`. Runs before anything else; pushes
     /// made here are delivered after the join reply.
     async fn join(

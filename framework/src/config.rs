@@ -30,6 +30,10 @@ impl CheckOrigin {
 /// Server configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The level of the per-join `JOIN "topic" to Channel` / `Replied topic :ok` lines
+    /// (`LOG_JOIN` = `info`, `debug` or `false`; default `debug`, so a join flood adds no
+    /// info lines — Phoenix's `log_join` defaults to `:info`).
+    pub log_join: crate::logger::LogLevel,
     /// Interface to listen on (`HOST`, default `127.0.0.1`).
     pub host: String,
     /// Port (`PORT`, default 4000).
@@ -214,6 +218,7 @@ impl Default for Config {
             max_connections: default_max_connections(),
             shutdown_grace: Duration::from_secs(5),
             pubsub: PubSubConfig::Local,
+            log_join: crate::logger::LogLevel::Debug,
         }
     }
 }
@@ -347,7 +352,18 @@ impl Config {
                     .collect(),
             ),
         };
+        let log_join = match std::env::var("LOG_JOIN") {
+            Ok(v) if !v.is_empty() => {
+                crate::logger::LogLevel::parse(&v).map_err(|why| ConfigError {
+                    name: "LOG_JOIN",
+                    value: v,
+                    why,
+                })?
+            }
+            _ => d.log_join,
+        };
         Ok(Config {
+            log_join,
             host: std::env::var("HOST")
                 .ok()
                 .filter(|s| !s.is_empty())

@@ -61,6 +61,7 @@ pub mod frame;
 pub mod http;
 pub mod listener;
 pub mod log_limit;
+pub mod logger;
 pub mod mailbox;
 pub mod metrics;
 pub mod params;

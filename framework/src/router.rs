@@ -52,7 +52,7 @@ impl Router {
     {
         let factory: ChannelFactory = Arc::new(move || Box::new(make()) as Box<dyn Channel>);
         self.routes
-            .push((Pattern::parse(pattern), factory, std::any::type_name::<C>()));
+            .push((Pattern::parse(pattern), factory, C::name()));
         self
     }
 

@@ -379,7 +379,6 @@ impl Session {
                 close_old = Some(old.join_ref);
             }
         }
-        tracing::debug!(topic = %topic, channel = name, "JOIN");
         let id = self.endpoint.next_id();
         // The channel's own join_ref is `join_ref || ref`; the session stores the message's.
         let channel_join_ref = if msg.join_ref.is_null() {
@@ -400,6 +399,7 @@ impl Session {
                 assigns: self.assigns.clone(),
                 socket_id: self.socket_id.clone(),
                 id,
+                channel_name: name,
             },
         );
         let join_ref = msg.join_ref;

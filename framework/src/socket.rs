@@ -70,4 +70,10 @@ pub trait SocketHandler: Send + Sync + 'static {
         let _ = assigns;
         None
     }
+
+    /// The socket module's name for log lines (`CONNECTED TO Rumbl.UserSocket in 42µs`). The
+    /// default is the Rust type's name, its last path segment.
+    fn name(&self) -> &'static str {
+        crate::logger::short_type_name(std::any::type_name::<Self>())
+    }
 }

@@ -59,6 +59,10 @@ pub fn user_token<'a>(
 
 #[async_trait]
 impl SocketHandler for UserSocket {
+    fn name(&self) -> &'static str {
+        "Rumbl.UserSocket"
+    }
+
     async fn connect(
         &self,
         ctx: &Context,

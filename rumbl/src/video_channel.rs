@@ -238,6 +238,10 @@ fn last_seen_id(payload: &Payload) -> Option<i64> {
 
 #[async_trait]
 impl Channel for VideoChannel {
+    fn name() -> &'static str {
+        "Rumbl.VideoChannel"
+    }
+
     async fn join(
         &mut self,
         topic: &str,

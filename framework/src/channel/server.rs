@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 use super::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::context::Context;
+use crate::logger;
 use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
@@ -133,6 +134,8 @@ pub(crate) struct JoinRequest {
     pub assigns: Arc<Assigns>,
     pub socket_id: Option<Arc<str>>,
     pub id: u64,
+    /// The channel module's name, for log lines.
+    pub channel_name: &'static str,
 }
 
 /// Starts a channel task that runs `join`; the receiver yields `true` once the channel is
@@ -180,6 +183,7 @@ pub(crate) fn start(
     };
     tokio::spawn(run(
         channel,
+        req.channel_name,
         socket,
         req.ref_,
         req.payload,
@@ -187,6 +191,14 @@ pub(crate) fn start(
         tx,
     ));
     (inbox, rx)
+}
+
+/// A join payload for the `JOIN` line: filtered params, or a binary's size.
+fn inspect_payload(payload: &Payload) -> String {
+    match payload {
+        Payload::Json(v) => logger::inspect_value(v),
+        Payload::Binary(b) => format!("<<{} bytes>>", b.len()),
+    }
 }
 
 /// How the serve loop ended.
@@ -201,6 +213,7 @@ enum Exit {
 
 async fn run(
     mut channel: Box<dyn Channel>,
+    name: &'static str,
     mut socket: ChannelSocket,
     join_ref_msg: Value,
     payload: Payload,
@@ -208,6 +221,14 @@ async fn run(
     done: oneshot::Sender<bool>,
 ) {
     let topic = socket.topic.clone();
+    let log_join = socket.context.config().log_join;
+    // Arguments are only evaluated when the level is enabled.
+    crate::log_at!(
+        log_join,
+        "JOIN {:?} to {name}\n  Parameters: {}",
+        &*topic,
+        inspect_payload(&payload)
+    );
     let joined = AssertUnwindSafe(channel.join(&topic, payload, &mut socket))
         .catch_unwind()
         .await;
@@ -226,6 +247,8 @@ async fn run(
         }
     };
     let context = socket.context.clone();
+    let status = if reply.is_ok() { "ok" } else { "error" };
+    crate::log_at!(log_join, "Replied {topic} :{status}");
     let resp = match reply {
         Ok(resp) => resp,
         Err((status, resp)) => {
@@ -265,7 +288,7 @@ async fn run(
         .await;
         return;
     }
-    let exit = serve(&mut channel, &mut socket, &inbox).await;
+    let exit = serve(&mut channel, name, &mut socket, &inbox).await;
     finish(&mut channel, &mut socket, &inbox, exit).await;
 }
 
@@ -300,6 +323,7 @@ fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox) {
 
 async fn serve(
     channel: &mut Box<dyn Channel>,
+    name: &'static str,
     socket: &mut ChannelSocket,
     inbox: &Arc<ChannelInbox>,
 ) -> Exit {
@@ -316,9 +340,15 @@ async fn serve(
             } => {
                 socket.current_ref = ref_.clone();
                 socket.received_at = received_at;
+                let started = std::time::Instant::now();
                 let r = AssertUnwindSafe(channel.handle_in(&event, payload, socket))
                     .catch_unwind()
                     .await;
+                tracing::debug!(
+                    "HANDLED {event} INCOMING ON {} ({name}) in {}",
+                    socket.topic,
+                    logger::duration(started.elapsed())
+                );
                 (r, Some(ref_))
             }
             ChannelMsg::Out(b) => {

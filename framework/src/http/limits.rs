@@ -97,6 +97,14 @@ impl Limited {
             }
             let (mut parts, body) = req.into_parts();
             parts.extensions.insert(ConnectInfo(peer));
+            // Plug.Logger's lines, the path only: a query string may carry a token.
+            let started = std::time::Instant::now();
+            let level = if crate::logger::is_socket_path(parts.uri.path()) {
+                crate::logger::LogLevel::Debug
+            } else {
+                crate::logger::LogLevel::Info
+            };
+            crate::log_at!(level, "{} {}", parts.method, parts.uri.path());
             // Most requests (GETs, upgrades, polls) have no body: no timer, no flag.
             let (body, expired) = if body.is_end_stream() {
                 (Body::new(body), None)
@@ -107,6 +115,12 @@ impl Limited {
             };
             let resp =
                 tower_service::Service::call(&mut app, Request::from_parts(parts, body)).await?;
+            crate::log_at!(
+                level,
+                "Sent {} in {}",
+                resp.status().as_u16(),
+                crate::logger::duration(started.elapsed())
+            );
             match expired {
                 Some(flag) if flag.load(Ordering::Acquire) => Ok(expired_answer(resp)),
                 _ => Ok(resp),

@@ -260,11 +260,19 @@ impl LongPoll {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let info = connect_info(headers, peer, auth_token, Kind::LongPoll);
+        let started = std::time::Instant::now();
         let assigns = self
             .mount
             .handler
             .connect(endpoint.context(), params, &info)
             .await?;
+        crate::logger::connected(
+            self.mount.handler.name(),
+            started.elapsed(),
+            "longpoll",
+            serializer,
+            params,
+        );
         Ok((serializer, assigns))
     }
 
@@ -282,7 +290,6 @@ impl LongPoll {
             Err(refusal) => return refusal.into_response(Kind::LongPoll, endpoint.metrics()),
         };
         let socket_id = self.mount.handler.id(&assigns);
-        tracing::debug!(?socket_id, transport = "longpoll", "CONNECTED");
         let conn = Arc::new(ConnHandle::new(
             serializer,
             Bounds::new(cfg.lp_max_buffered, cfg.lp_max_buffered_bytes),

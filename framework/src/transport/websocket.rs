@@ -139,6 +139,7 @@ async fn open(
         return Err(Refusal::NoPhoenixSubprotocol);
     }
     let info = connect_info(headers, peer, subprotocols.auth_token, Kind::WebSocket);
+    let started = std::time::Instant::now();
     let assigns = mount
         .handler
         .connect(endpoint.context(), &params, &info)
@@ -152,7 +153,13 @@ async fn open(
     let Ok(accept) = HeaderValue::from_str(&accept) else {
         return Err(Refusal::NotUpgrade);
     };
-    tracing::debug!(?socket_id, "CONNECTED");
+    crate::logger::connected(
+        mount.handler.name(),
+        started.elapsed(),
+        "websocket",
+        serializer,
+        &params,
+    );
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(cfg.ws_read_buffer)
         .write_buffer_size(cfg.ws_write_buffer)
