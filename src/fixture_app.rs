@@ -45,7 +45,7 @@ pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
         .build()
 }
 
-/// The fixture server's routes: transports, `/healthz`, `/metrics`, `/fixture/*`.
+/// The fixture server's routes: transports, `/healthz`, `/readyz`, `/fixture/*`.
 pub fn router(endpoint: &Endpoint) -> axum::Router {
     http::router(endpoint).merge(phx_fixture::routes(endpoint))
 }

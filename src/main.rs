@@ -154,6 +154,9 @@ async fn serve(
         );
     }
     let addr = format!("{}:{}", config.host, config.port);
+    let admin_addr = config
+        .admin_port
+        .map(|p| format!("{}:{}", config.admin_host, p));
     // The store first: a database that cannot be opened is a clear startup error, before
     // the port is taken.
     let is_postgres = matches!(
@@ -188,6 +191,17 @@ async fn serve(
         .ok_or_else(|| format!("cannot resolve {addr}"))?;
     let listener = phx_channels::listener::bind(sockaddr)?;
     tracing::info!("phx-server listening on http://{}", listener.local_addr()?);
+    if let Some(admin_addr) = admin_addr {
+        let admin = tokio::net::TcpListener::bind(&admin_addr)
+            .await
+            .map_err(|e| format!("cannot listen on ADMIN_HOST:ADMIN_PORT {admin_addr}: {e}"))?;
+        tracing::info!(
+            "admin listener (/metrics) on http://{}",
+            admin.local_addr()?
+        );
+        let ep = endpoint.clone();
+        tokio::spawn(async move { http::serve_admin(&ep, admin, http::admin_router(&ep)).await });
+    }
     // The accept loop runs on a worker thread, not in `block_on` on the main thread: there,
     // every accepted connection's task would have to wake a worker through a futex.
     let served = tokio::spawn(http::serve(

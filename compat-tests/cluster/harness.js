@@ -69,13 +69,15 @@ export async function stopRedis(redis, signal = "SIGTERM") {
 /** One `phx-server serve --fixture` node in the cluster on `redisUrl`. */
 export async function startNode(name, redisUrl, extra = {}) {
   const port = await freePort();
-  const env = { ...process.env, PORT: String(port), RUST_LOG: "info", PUBSUB_ADAPTER: "redis", REDIS_URL: redisUrl, NODE_NAME: name, PUBSUB_NAME, ...extra };
+  // /metrics is on the admin listener only (loopback), as the README tells an operator.
+  const adminPort = await freePort();
+  const env = { ...process.env, PORT: String(port), ADMIN_PORT: String(adminPort), RUST_LOG: "info", PUBSUB_ADAPTER: "redis", REDIS_URL: redisUrl, NODE_NAME: name, PUBSUB_NAME, ...extra };
   for (const k of ["DATABASE_URL", "HOST", "PHX_HOST", "CHECK_ORIGIN"]) delete env[k];
   const log = logTo(`node-${name}`);
   const out = openSync(log, "w");
   const proc = spawn(BIN, ["serve", "--fixture"], { env, stdio: ["ignore", out, out] });
   children.add(proc);
-  const node = { name, port, proc, log, url: `http://127.0.0.1:${port}`, ws: `ws://127.0.0.1:${port}/socket` };
+  const node = { name, port, proc, log, url: `http://127.0.0.1:${port}`, admin: `http://127.0.0.1:${adminPort}`, ws: `ws://127.0.0.1:${port}/socket` };
   await waitReady(node);
   return node;
 }
@@ -113,7 +115,7 @@ export async function broadcast(node, topic, event, payload) {
 }
 
 export async function metric(node, name) {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const text = await (await fetch(`${node.admin}/metrics`)).text();
   const m = text.match(new RegExp(`^${name} (\\d+)$`, "m"));
   return m ? Number(m[1]) : NaN;
 }

@@ -144,6 +144,11 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Cluster: `PUBSUB_ADAPTER` (`local`, the default, or `redis`) and its settings.
     pub pubsub: PubSubConfig,
+    /// The admin listener's port (`ADMIN_PORT`, default unset: no admin listener, and so no
+    /// `/metrics` anywhere). Must differ from `PORT`.
+    pub admin_port: Option<u16>,
+    /// The admin listener's interface (`ADMIN_HOST`, default `127.0.0.1`: loopback only).
+    pub admin_host: String,
 }
 
 /// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
@@ -219,6 +224,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             pubsub: PubSubConfig::Local,
             log_join: crate::logger::LogLevel::Debug,
+            admin_port: None,
+            admin_host: "127.0.0.1".into(),
         }
     }
 }
@@ -459,8 +466,37 @@ impl Config {
                 d.shutdown_grace.as_millis() as u64,
             )?),
             pubsub: pubsub_from_env()?,
+            admin_port: admin_port_from_env()?,
+            admin_host: std::env::var("ADMIN_HOST")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(d.admin_host),
         })
     }
+}
+
+/// `ADMIN_PORT`: unset or empty → none; else a port other than `PORT`.
+fn admin_port_from_env() -> Result<Option<u16>, ConfigError> {
+    let Some(v) = std::env::var("ADMIN_PORT").ok().filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let port: u16 = v.parse().map_err(|_| ConfigError {
+        name: "ADMIN_PORT",
+        value: v.clone(),
+        why: "must be a port number",
+    })?;
+    let public = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(4000);
+    if port == public && port != 0 {
+        return Err(ConfigError {
+            name: "ADMIN_PORT",
+            value: v,
+            why: "must differ from PORT (the admin listener is never the public one)",
+        });
+    }
+    Ok(Some(port))
 }
 
 /// `PUBSUB_ADAPTER`, and with `redis` its `REDIS_URL`, `NODE_NAME`, `PUBSUB_NAME`,

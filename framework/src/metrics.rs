@@ -1,70 +1,88 @@
-//! Process-wide counters, exposed at `/metrics` in Prometheus' text format.
+//! The endpoint's metrics: every series is declared here, with its help text, on a
+//! [`prometheus_client`] registry of the endpoint's own (no global state, so several endpoints
+//! in one process, as in the tests, count apart). [`Metrics::render`] encodes them in the
+//! Prometheus/OpenMetrics text format; [`crate::http::admin_router`] serves that at
+//! `/metrics` on the admin listener (`ADMIN_PORT`), never on the public port.
 //!
-//! Plain relaxed atomics: they are bumped on hot paths (every socket, every overflow) and read
-//! rarely, so anything heavier would cost more than it tells.
+//! Labels are bounded: transport (`websocket` | `longpoll`), socket (the mount path, e.g.
+//! `/socket`), topic pattern (the router pattern that matched, e.g. `room:*`, never the topic),
+//! refusal reason (a [`Refusal`](crate::transport::handshake::Refusal) variant) and join
+//! outcome. No series is labelled by topic or user.
+//!
+//! The updates are the library's relaxed atomics: cheap on hot paths (every socket, every
+//! overflow); labelled families take a read lock to find their child.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A monotonically increasing counter.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
 
-impl Counter {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Adds `n`.
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    /// The current value.
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Labels of a per-channel series: the socket mount and the topic pattern that matched.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// The socket's mount path, e.g. `/socket`.
+    pub socket: Arc<str>,
+    /// The router pattern, e.g. `room:*`.
+    pub pattern: Arc<str>,
 }
 
-/// A value that goes up and down.
-#[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
-
-impl Gauge {
-    /// Adds one.
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    /// Subtracts one.
-    pub fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-    /// Sets the value.
-    pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    /// The current value.
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
+/// Labels of `phx_joins_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JoinLabels {
+    /// The socket's mount path.
+    pub socket: Arc<str>,
+    /// The router pattern.
+    pub pattern: Arc<str>,
+    /// `ok`, `error` (join refused) or `crash` (join raised or panicked).
+    pub outcome: &'static str,
 }
 
-/// The endpoint's counters.
-#[derive(Debug, Default)]
+/// Labels of `phx_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `websocket` or `longpoll`.
+    pub transport: &'static str,
+    /// The refusal, e.g. `origin`, `connect`, `vsn`.
+    pub reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 us .. ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 4.0, 9))
+}
+
+/// The endpoint's metrics.
 pub struct Metrics {
+    registry: Registry,
     /// Sockets currently connected (all transports).
     pub sockets: Gauge,
-    /// Channels currently joined.
-    pub channels: Gauge,
+    /// Channels currently joined, by socket and topic pattern.
+    pub channels: Family<ChannelLabels, Gauge>,
     /// Sockets accepted since start.
     pub connects: Counter,
-    /// Connections refused by `connect` or the handshake checks.
-    pub refused: Counter,
+    /// Connection attempts refused, by transport and reason.
+    pub refused: Family<RefusalLabels, Counter>,
     /// Sockets closed because their outbound queue filled up.
     pub overflow_closes: Counter,
     /// Sockets closed for a malformed or oversized frame.
     pub bad_frames: Counter,
     /// Channel callbacks that crashed (error or panic).
     pub channel_crashes: Counter,
+    /// Joins by socket, topic pattern and outcome.
+    pub joins: Family<JoinLabels, Counter>,
+    /// How long `join` took, by socket and topic pattern.
+    pub join_duration: HistogramFamily<ChannelLabels>,
+    /// How long `handle_in` took, by socket and topic pattern.
+    pub handle_in_duration: HistogramFamily<ChannelLabels>,
     /// Broadcasts published.
     pub broadcasts: Counter,
     /// Frames queued by broadcast fan-out.
@@ -86,74 +104,219 @@ pub struct Metrics {
     pub cluster_connected: Gauge,
 }
 
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
-    /// Renders the counters in Prometheus' text exposition format.
+    /// Every series, registered (all at zero).
+    pub fn new() -> Self {
+        let mut r = Registry::default();
+        let sockets = Gauge::default();
+        r.register(
+            "phx_sockets",
+            "Sockets currently connected (all transports)",
+            sockets.clone(),
+        );
+        let channels = Family::<ChannelLabels, Gauge>::default();
+        r.register(
+            "phx_channels",
+            "Channels currently joined, by socket and topic pattern",
+            channels.clone(),
+        );
+        let connects = Counter::default();
+        r.register("phx_connects", "Sockets accepted", connects.clone());
+        let refused = Family::<RefusalLabels, Counter>::default();
+        r.register(
+            "phx_refused",
+            "Connection attempts refused, by transport and reason",
+            refused.clone(),
+        );
+        let overflow_closes = Counter::default();
+        r.register(
+            "phx_overflow_closes",
+            "Sockets closed because their outbound queue filled up (slow consumers)",
+            overflow_closes.clone(),
+        );
+        let bad_frames = Counter::default();
+        r.register(
+            "phx_bad_frames",
+            "Sockets closed for a malformed or oversized frame",
+            bad_frames.clone(),
+        );
+        let channel_crashes = Counter::default();
+        r.register(
+            "phx_channel_crashes",
+            "Channel callbacks that crashed (error or panic)",
+            channel_crashes.clone(),
+        );
+        let joins = Family::<JoinLabels, Counter>::default();
+        r.register(
+            "phx_joins",
+            "Joins by socket, topic pattern and outcome (ok, error, crash)",
+            joins.clone(),
+        );
+        let join_duration: HistogramFamily<ChannelLabels> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "phx_join_duration_seconds",
+            "Time spent in the channel's join, by socket and topic pattern",
+            join_duration.clone(),
+        );
+        let handle_in_duration: HistogramFamily<ChannelLabels> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "phx_handle_in_duration_seconds",
+            "Time spent in the channel's handle_in, by socket and topic pattern",
+            handle_in_duration.clone(),
+        );
+        let broadcasts = Counter::default();
+        r.register("phx_broadcasts", "Broadcasts published", broadcasts.clone());
+        let deliveries = Counter::default();
+        r.register(
+            "phx_deliveries",
+            "Frames queued by broadcast fan-out",
+            deliveries.clone(),
+        );
+        let cluster_published = Counter::default();
+        r.register(
+            "phx_cluster_published",
+            "Cluster: broadcasts published to the other nodes",
+            cluster_published.clone(),
+        );
+        let cluster_lost = Counter::default();
+        r.register(
+            "phx_cluster_lost",
+            "Cluster: broadcasts that did not reach the other nodes (Redis down, publish queue full)",
+            cluster_lost.clone(),
+        );
+        let cluster_received = Counter::default();
+        r.register(
+            "phx_cluster_received",
+            "Cluster: broadcasts received from other nodes and delivered here",
+            cluster_received.clone(),
+        );
+        let cluster_dropped = Counter::default();
+        r.register(
+            "phx_cluster_dropped",
+            "Cluster: broadcasts received but dropped because the local fan-out fell behind",
+            cluster_dropped.clone(),
+        );
+        let cluster_ignored = Counter::default();
+        r.register(
+            "phx_cluster_ignored",
+            "Cluster: messages on the channel that are not broadcasts for this node's sockets",
+            cluster_ignored.clone(),
+        );
+        let cluster_connected = Gauge::default();
+        r.register(
+            "phx_cluster_connected",
+            "Cluster: 1 while the Redis adapter is connected, 0 while not (no adapter: 0)",
+            cluster_connected.clone(),
+        );
+        r.register_collector(Box::new(Process));
+        Metrics {
+            registry: r,
+            sockets,
+            channels,
+            connects,
+            refused,
+            overflow_closes,
+            bad_frames,
+            channel_crashes,
+            joins,
+            join_duration,
+            handle_in_duration,
+            broadcasts,
+            deliveries,
+            cluster_published,
+            cluster_lost,
+            cluster_received,
+            cluster_dropped,
+            cluster_ignored,
+            cluster_connected,
+        }
+    }
+
+    /// Counts a join and its latency.
+    pub(crate) fn join(&self, labels: &ChannelLabels, outcome: &'static str, took: Duration) {
+        self.joins
+            .get_or_create(&JoinLabels {
+                socket: labels.socket.clone(),
+                pattern: labels.pattern.clone(),
+                outcome,
+            })
+            .inc();
+        self.join_duration
+            .get_or_create(labels)
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a refused connection attempt.
+    pub(crate) fn refusal(&self, transport: &'static str, reason: &'static str) {
+        self.refused
+            .get_or_create(&RefusalLabels { transport, reason })
+            .inc();
+    }
+
+    /// Every series in the OpenMetrics text format (which Prometheus scrapes), process RSS and
+    /// open descriptors read now.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let rows: [(&str, &str, i128); 15] = [
-            ("phx_sockets", "gauge", self.sockets.get() as i128),
-            ("phx_channels", "gauge", self.channels.get() as i128),
-            ("phx_connects_total", "counter", self.connects.get() as i128),
-            ("phx_refused_total", "counter", self.refused.get() as i128),
-            (
-                "phx_overflow_closes_total",
-                "counter",
-                self.overflow_closes.get() as i128,
-            ),
-            (
-                "phx_bad_frames_total",
-                "counter",
-                self.bad_frames.get() as i128,
-            ),
-            (
-                "phx_channel_crashes_total",
-                "counter",
-                self.channel_crashes.get() as i128,
-            ),
-            (
-                "phx_broadcasts_total",
-                "counter",
-                self.broadcasts.get() as i128,
-            ),
-            (
-                "phx_deliveries_total",
-                "counter",
-                self.deliveries.get() as i128,
-            ),
-            (
-                "phx_cluster_published_total",
-                "counter",
-                self.cluster_published.get() as i128,
-            ),
-            (
-                "phx_cluster_lost_total",
-                "counter",
-                self.cluster_lost.get() as i128,
-            ),
-            (
-                "phx_cluster_received_total",
-                "counter",
-                self.cluster_received.get() as i128,
-            ),
-            (
-                "phx_cluster_dropped_total",
-                "counter",
-                self.cluster_dropped.get() as i128,
-            ),
-            (
-                "phx_cluster_ignored_total",
-                "counter",
-                self.cluster_ignored.get() as i128,
-            ),
-            (
-                "phx_cluster_connected",
-                "gauge",
-                self.cluster_connected.get() as i128,
-            ),
-        ];
-        for (name, kind, value) in rows {
-            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {value}");
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The `Content-Type` of [`render`](Self::render)'s text.
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
+}
+
+/// Process RSS and open descriptors, read from `/proc/self` at scrape time (absent where
+/// there is no `/proc`).
+#[derive(Debug)]
+struct Process;
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        if let Some(rss) = resident_bytes() {
+            let g = ConstGauge::new(rss);
+            let m = encoder.encode_descriptor(
+                "process_resident_memory_bytes",
+                "Resident memory of this process in bytes (VmRSS)",
+                None,
+                g.metric_type(),
+            )?;
+            g.encode(m)?;
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            // The directory handle itself is one of the entries.
+            let n = dir.count().saturating_sub(1) as i64;
+            let g = ConstGauge::new(n);
+            let m = encoder.encode_descriptor(
+                "process_open_fds",
+                "Open file descriptors of this process",
+                None,
+                g.metric_type(),
+            )?;
+            g.encode(m)?;
+        }
+        Ok(())
+    }
+}
+
+fn resident_bytes() -> Option<i64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

@@ -35,7 +35,7 @@ impl Pattern {
 /// A list of topic patterns and the channels they start.
 #[derive(Default)]
 pub struct Router {
-    routes: Vec<(Pattern, ChannelFactory, &'static str)>,
+    routes: Vec<(Pattern, ChannelFactory, &'static str, Arc<str>)>,
 }
 
 impl Router {
@@ -52,16 +52,22 @@ impl Router {
     {
         let factory: ChannelFactory = Arc::new(move || Box::new(make()) as Box<dyn Channel>);
         self.routes
-            .push((Pattern::parse(pattern), factory, C::name()));
+            .push((Pattern::parse(pattern), factory, C::name(), pattern.into()));
         self
     }
 
     /// The factory and channel name for `topic`, if a route matches.
     pub fn route(&self, topic: &str) -> Option<(&ChannelFactory, &'static str)> {
+        self.matching(topic).map(|(f, name, _)| (f, name))
+    }
+
+    /// The factory, channel name and pattern (as written, e.g. `room:*`: the metrics' label)
+    /// for `topic`, if a route matches.
+    pub fn matching(&self, topic: &str) -> Option<(&ChannelFactory, &'static str, &Arc<str>)> {
         self.routes
             .iter()
-            .find(|(p, _, _)| p.matches(topic))
-            .map(|(_, f, name)| (f, *name))
+            .find(|(p, _, _, _)| p.matches(topic))
+            .map(|(_, f, name, pattern)| (f, *name, pattern))
     }
 }
 

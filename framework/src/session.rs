@@ -32,6 +32,7 @@ use crate::channel::StopReason;
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::endpoint::{Endpoint, SocketMount};
 use crate::mailbox::Drain;
+use crate::metrics::ChannelLabels;
 use crate::pubsub::{Subscriber, SubscriberKind};
 use crate::rate::{Rate, TokenBucket};
 use crate::socket::Assigns;
@@ -333,7 +334,7 @@ impl Session {
     }
 
     fn join(&mut self, msg: Message) -> Option<Wait> {
-        let Some((factory, name)) = self.mount.router.route(&msg.topic) else {
+        let Some((factory, name, pattern)) = self.mount.router.matching(&msg.topic) else {
             // Rule 2: no route; join_ref null.
             self.unmatched(&msg);
             return None;
@@ -400,6 +401,10 @@ impl Session {
                 socket_id: self.socket_id.clone(),
                 id,
                 channel_name: name,
+                labels: ChannelLabels {
+                    socket: self.mount.path.as_str().into(),
+                    pattern: pattern.clone(),
+                },
             },
         );
         let join_ref = msg.join_ref;

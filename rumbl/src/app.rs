@@ -114,7 +114,7 @@ pub fn fixture_routes(router: Router, store: Arc<dyn AnnotationStore>) -> Router
     router.channel("videos:*", VideoChannel::factory(store, true))
 }
 
-/// Every HTTP route of the normal server: the socket transports, `/healthz`, `/metrics`, and
+/// Every HTTP route of the normal server: the socket transports, `/healthz`, `/readyz`, and
 /// the pages. With a configured `DATABASE_URL` the login checks passwords; without one (the
 /// embedded demo database) it is the demo's pick-a-user login.
 pub fn router(

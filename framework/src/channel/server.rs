@@ -20,12 +20,14 @@ use futures_util::FutureExt;
 use phx_protocol::Payload;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Outgoing};
 use crate::context::Context;
 use crate::logger;
 use crate::mailbox::{Bounds, Mailbox, SendError};
+use crate::metrics::ChannelLabels;
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
 
@@ -136,6 +138,8 @@ pub(crate) struct JoinRequest {
     pub id: u64,
     /// The channel module's name, for log lines.
     pub channel_name: &'static str,
+    /// The metrics' labels: socket mount and topic pattern.
+    pub labels: ChannelLabels,
 }
 
 /// Starts a channel task that runs `join`; the receiver yields `true` once the channel is
@@ -189,6 +193,7 @@ pub(crate) fn start(
         req.payload,
         inbox.clone(),
         tx,
+        req.labels,
     ));
     (inbox, rx)
 }
@@ -211,6 +216,9 @@ enum Exit {
     Crash(String),
 }
 
+// The join's parts, the channel's name for the log lines and its metric labels: bundling them
+// would only move the list into a struct used once.
+#[allow(clippy::too_many_arguments)]
 async fn run(
     mut channel: Box<dyn Channel>,
     name: &'static str,
@@ -219,6 +227,7 @@ async fn run(
     payload: Payload,
     inbox: Arc<ChannelInbox>,
     done: oneshot::Sender<bool>,
+    labels: ChannelLabels,
 ) {
     let topic = socket.topic.clone();
     let log_join = socket.context.config().log_join;
@@ -229,9 +238,19 @@ async fn run(
         &*topic,
         inspect_payload(&payload)
     );
+    let started = Instant::now();
     let joined = AssertUnwindSafe(channel.join(&topic, payload, &mut socket))
         .catch_unwind()
         .await;
+    let outcome = match &joined {
+        Ok(Ok(JoinReply::Ok(_))) => "ok",
+        Ok(Ok(JoinReply::Error(_))) => "error",
+        _ => "crash",
+    };
+    socket
+        .context
+        .metrics()
+        .join(&labels, outcome, started.elapsed());
     let reply = match joined {
         Ok(Ok(JoinReply::Ok(resp))) => Ok(resp),
         Ok(Ok(JoinReply::Error(resp))) => Err(("error", resp)),
@@ -273,7 +292,7 @@ async fn run(
         let _ = done.send(false);
         return;
     }
-    context.metrics().channels.inc();
+    context.metrics().channels.get_or_create(&labels).inc();
     socket.mark_joined();
     release_held(&mut socket, &inbox);
     tracing::debug!(%topic, "JOINED");
@@ -284,12 +303,13 @@ async fn run(
             &mut socket,
             &inbox,
             Exit::Silent(StopReason::Shutdown("closed".into())),
+            &labels,
         )
         .await;
         return;
     }
-    let exit = serve(&mut channel, name, &mut socket, &inbox).await;
-    finish(&mut channel, &mut socket, &inbox, exit).await;
+    let exit = serve(&mut channel, name, &mut socket, &inbox, &labels).await;
+    finish(&mut channel, &mut socket, &inbox, exit, &labels).await;
 }
 
 /// Sends the broadcasts held while `join` ran (those the join did not say it covered), in
@@ -326,6 +346,7 @@ async fn serve(
     name: &'static str,
     socket: &mut ChannelSocket,
     inbox: &Arc<ChannelInbox>,
+    labels: &ChannelLabels,
 ) -> Exit {
     loop {
         let Some(msg) = inbox.mailbox.recv().await else {
@@ -340,15 +361,22 @@ async fn serve(
             } => {
                 socket.current_ref = ref_.clone();
                 socket.received_at = received_at;
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 let r = AssertUnwindSafe(channel.handle_in(&event, payload, socket))
                     .catch_unwind()
                     .await;
+                let took = started.elapsed();
                 tracing::debug!(
                     "HANDLED {event} INCOMING ON {} ({name}) in {}",
                     socket.topic,
-                    logger::duration(started.elapsed())
+                    logger::duration(took)
                 );
+                socket
+                    .context
+                    .metrics()
+                    .handle_in_duration
+                    .get_or_create(labels)
+                    .observe(took.as_secs_f64());
                 (r, Some(ref_))
             }
             ChannelMsg::Out(b) => {
@@ -408,6 +436,7 @@ async fn finish(
     socket: &mut ChannelSocket,
     inbox: &Arc<ChannelInbox>,
     exit: Exit,
+    labels: &ChannelLabels,
 ) {
     // Order matters: refuse new messages, tell the session to forget the topic, stop taking
     // broadcasts, and only then tell the client — so a client reacting to phx_close/phx_error
@@ -422,7 +451,7 @@ async fn finish(
         });
     }
     context.pubsub().unsubscribe(&socket.topic, socket.id);
-    context.metrics().channels.dec();
+    context.metrics().channels.get_or_create(labels).dec();
     match exit {
         Exit::Notify(reason) => {
             let event = match reason {

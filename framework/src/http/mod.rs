@@ -1,5 +1,6 @@
 //! The HTTP layer: the routes ([`router`]: the mounted sockets' transports, `/healthz`,
-//! `/metrics`) and the server that runs them ([`serve`]).
+//! `/readyz`) and the server that runs them ([`serve`]); the admin listener's routes
+//! ([`admin_router`]: `/metrics`) and its server ([`serve_admin`]).
 //!
 //! Every connection is bounded before a handler sees it (the `HTTP limits` block of
 //! [`Config`](crate::config::Config)):
@@ -11,6 +12,7 @@
 //! - [`limits`]: a target over `HTTP_MAX_URI_BYTES` → 414; a body not received within
 //!   `HTTP_BODY_TIMEOUT_MS` → 408.
 
+mod admin;
 pub mod connections;
 pub mod limits;
 mod serve;
@@ -27,12 +29,14 @@ use crate::endpoint::Endpoint;
 use crate::transport::longpoll::LongPoll;
 use crate::transport::websocket;
 
+pub use admin::{admin_router, serve_admin};
 pub use limits::{is_body_timeout, BodyTimeout};
 pub use serve::{listen_and_serve, serve, shutdown_signal};
 
 /// The endpoint's routes: `<mount>/websocket` and `<mount>/longpoll` for every mounted socket
-/// (each only if that transport is enabled on the mount), plus `/healthz` and `/metrics`.
-/// Applications merge their own routes into it.
+/// (each only if that transport is enabled on the mount), plus `/healthz` and `/readyz`.
+/// Applications merge their own routes into it. `/metrics` is not here: it is on the admin
+/// listener ([`admin_router`]).
 pub fn router(endpoint: &Endpoint) -> Router {
     let mut app = Router::new();
     for mount in endpoint.mounts() {
@@ -65,7 +69,6 @@ pub fn router(endpoint: &Endpoint) -> Router {
             );
         }
     }
-    let ep = endpoint.clone();
     let ready = endpoint.clone();
     let alive = endpoint.clone();
     // `/healthz`: alive (200) even while draining, which it says, so that a node shutting down
@@ -93,13 +96,6 @@ pub fn router(endpoint: &Endpoint) -> Router {
                     Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons.join("\n") + "\n"),
                 }
             }
-        }),
-    )
-    .route(
-        "/metrics",
-        get(move || {
-            let ep = ep.clone();
-            async move { ep.metrics().render() }
         }),
     )
 }

@@ -137,7 +137,7 @@ impl LocalPubSub {
                 }
             }
         }
-        self.metrics.deliveries.add(delivered as u64);
+        self.metrics.deliveries.inc_by(delivered as u64);
         delivered
     }
 }

@@ -74,21 +74,25 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// Whether this is a refused connection attempt as `/metrics` counts them
-    /// (`phx_sockets_refused_total`): a check on what the client sent failed. A wrong method, a
-    /// draining endpoint or a broken upgrade is not counted.
-    fn counts(&self) -> bool {
-        !matches!(
-            self,
-            Refusal::Method | Refusal::Draining | Refusal::NotUpgrade
-        )
+    /// The `reason` label of `phx_refused_total`.
+    fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Method => "method",
+            Refusal::Draining => "draining",
+            Refusal::TooManySessions(_) => "too_many_sessions",
+            Refusal::Params(_) => "params",
+            Refusal::Vsn(_) => "vsn",
+            Refusal::Origin(_) => "origin",
+            Refusal::Subprotocol(_) => "subprotocol",
+            Refusal::NoPhoenixSubprotocol => "no_phoenix_subprotocol",
+            Refusal::Connect(_) => "connect",
+            Refusal::NotUpgrade => "not_upgrade",
+        }
     }
 
     /// The answer `kind` gives, after logging and counting the refusal.
     pub fn into_response(self, kind: Kind, metrics: &Metrics) -> Response {
-        if self.counts() {
-            metrics.refused.inc();
-        }
+        metrics.refusal(kind.name(), self.reason());
         match &self {
             Refusal::Connect(e) => crate::info_limited!("connect refused: {e}"),
             Refusal::Method | Refusal::Draining | Refusal::NotUpgrade => {
@@ -216,9 +220,17 @@ mod tests {
             StatusCode::OK,
             "the status travels in the JSON body"
         );
-        assert_eq!(metrics.refused.get(), 1);
+        let count = |reason| {
+            let labels = crate::metrics::RefusalLabels {
+                transport: "longpoll",
+                reason,
+            };
+            metrics.refused.get(&labels).map_or(0, |c| c.get())
+        };
+        assert_eq!(count("connect"), 1);
         let r = Refusal::Draining.into_response(Kind::LongPoll, &metrics);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(metrics.refused.get(), 1, "a drain is not a refused attempt");
+        assert_eq!(count("connect"), 1);
+        assert_eq!(count("draining"), 1, "counted under its own reason");
     }
 }

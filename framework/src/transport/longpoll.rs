@@ -326,7 +326,9 @@ impl LongPoll {
                          (LP_MAX_BUFFERED / LP_MAX_BUFFERED_BYTES)"
                     );
                 }
-                server::Ended::Malformed => this.endpoint.metrics().bad_frames.inc(),
+                server::Ended::Malformed => {
+                    this.endpoint.metrics().bad_frames.inc();
+                }
                 _ => tracing::debug!(?ended, "LongPoll session stopped"),
             }
             this.sessions.remove(&id);

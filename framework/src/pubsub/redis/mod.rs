@@ -196,14 +196,18 @@ impl Adapter for RedisAdapter {
     fn broadcast(&self, msg: &Arc<BroadcastMsg>) {
         match self.codec.encode_except(msg) {
             Some(bytes) => self.enqueue(bytes),
-            None => self.metrics.cluster_lost.inc(),
+            None => {
+                self.metrics.cluster_lost.inc();
+            }
         }
     }
 
     fn direct_broadcast(&self, node: &str, msg: &Arc<BroadcastMsg>) {
         match self.codec.encode_only(node, msg) {
             Some(bytes) => self.enqueue(bytes),
-            None => self.metrics.cluster_lost.inc(),
+            None => {
+                self.metrics.cluster_lost.inc();
+            }
         }
     }
 
@@ -277,7 +281,9 @@ async fn fan_out(
                 metrics.cluster_received.inc();
                 local.broadcast(Arc::new(msg));
             }
-            Inbound::Ignore => metrics.cluster_ignored.inc(),
+            Inbound::Ignore => {
+                metrics.cluster_ignored.inc();
+            }
         }
     }
 }

@@ -95,7 +95,7 @@ async fn publish(
     }
     let broadcasts = batch.iter().filter(|m| m.broadcast).count() as u64;
     let Some(c) = conn.as_mut() else {
-        metrics.cluster_lost.add(broadcasts);
+        metrics.cluster_lost.inc_by(broadcasts);
         batch.clear();
         return true;
     };
@@ -105,11 +105,11 @@ async fn publish(
     }
     match tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(c)).await {
         Ok(Ok(())) => {
-            metrics.cluster_published.add(broadcasts);
+            metrics.cluster_published.inc_by(broadcasts);
             true
         }
         outcome => {
-            metrics.cluster_lost.add(broadcasts);
+            metrics.cluster_lost.inc_by(broadcasts);
             let why = match outcome {
                 Ok(Err(e)) => e.to_string(),
                 _ => "timed out".to_string(),
