@@ -113,6 +113,17 @@ async fn admin_metrics_are_labelled_by_pattern_and_parse() {
         );
     }
     // Labelled by pattern, never by topic.
+    let ws_label = [("transport", "websocket")];
+    assert_eq!(
+        value(&s, "phx_messages_in_total", &ws_label),
+        4.0,
+        "three joins and a ping"
+    );
+    assert!(
+        value(&s, "phx_messages_out_total", &ws_label) >= 4.0,
+        "three join replies and the ping's reply at least"
+    );
+    assert_eq!(value(&s, "phx_longpoll_sessions", &[]), 0.0);
     assert!(!body.contains("room:lobby"), "{body}");
     assert!(value(&s, "process_resident_memory_bytes", &[]) > 0.0);
     assert!(value(&s, "process_open_fds", &[]) > 0.0);

@@ -67,6 +67,11 @@ impl ConnHandle {
         }
     }
 
+    /// The endpoint's metrics (for the transport writing this socket's frames).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// The socket's serializer.
     pub fn serializer(&self) -> Serializer {
         self.serializer

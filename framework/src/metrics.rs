@@ -53,6 +53,39 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Labels of the per-transport message counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabels {
+    /// `websocket` or `longpoll`.
+    pub transport: &'static str,
+}
+
+/// Labels of `phx_closes_total`: the WebSocket close code the server sent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// The code, e.g. `1013` (README, "Close codes").
+    pub code: &'static str,
+}
+
+impl CloseLabels {
+    /// The label for `code` (a documented code, or `other`).
+    pub fn of(code: u16) -> CloseLabels {
+        let code = match code {
+            1000 => "1000",
+            1001 => "1001",
+            1002 => "1002",
+            1007 => "1007",
+            1008 => "1008",
+            1009 => "1009",
+            1011 => "1011",
+            1012 => "1012",
+            1013 => "1013",
+            _ => "other",
+        };
+        CloseLabels { code }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -102,6 +135,14 @@ pub struct Metrics {
     pub cluster_ignored: Counter,
     /// Cluster: 1 while the adapter is connected, 0 while not (no adapter: 0).
     pub cluster_connected: Gauge,
+    /// Client frames taken by sessions, by transport.
+    pub messages_in: Family<TransportLabels, Counter>,
+    /// Frames written to clients, by transport.
+    pub messages_out: Family<TransportLabels, Counter>,
+    /// WebSocket closes the server sent, by code.
+    pub closes: Family<CloseLabels, Counter>,
+    /// LongPoll sessions alive.
+    pub longpoll_sessions: Gauge,
 }
 
 impl fmt::Debug for Metrics {
@@ -222,6 +263,30 @@ impl Metrics {
             "Cluster: 1 while the Redis adapter is connected, 0 while not (no adapter: 0)",
             cluster_connected.clone(),
         );
+        let messages_in = Family::<TransportLabels, Counter>::default();
+        r.register(
+            "phx_messages_in",
+            "Client frames taken by sessions, by transport",
+            messages_in.clone(),
+        );
+        let messages_out = Family::<TransportLabels, Counter>::default();
+        r.register(
+            "phx_messages_out",
+            "Frames written to clients, by transport",
+            messages_out.clone(),
+        );
+        let closes = Family::<CloseLabels, Counter>::default();
+        r.register(
+            "phx_closes",
+            "WebSocket closes sent by the server, by close code",
+            closes.clone(),
+        );
+        let longpoll_sessions = Gauge::default();
+        r.register(
+            "phx_longpoll_sessions",
+            "LongPoll sessions alive",
+            longpoll_sessions.clone(),
+        );
         r.register_collector(Box::new(Process));
         Metrics {
             registry: r,
@@ -243,6 +308,10 @@ impl Metrics {
             cluster_dropped,
             cluster_ignored,
             cluster_connected,
+            messages_in,
+            messages_out,
+            closes,
+            longpoll_sessions,
         }
     }
 

@@ -18,6 +18,7 @@ use phx_protocol::FrameRef;
 use tokio::time::Instant;
 
 use crate::conn::ConnHandle;
+use crate::metrics::TransportLabels;
 use crate::session::{FrameError, Outbound, Session, Wait};
 
 /// What the session is doing, which decides what a transport may read.
@@ -55,6 +56,8 @@ pub(crate) trait Transport {
     type Frame: ClientFrame;
     /// How the connection ended.
     type End;
+    /// The transport's name in metric labels (`websocket`, `longpoll`).
+    const NAME: &'static str;
 
     /// Waits for the client's next input. In [`Phase::Open`] that may be a frame; in the
     /// other phases only what the transport handles itself (or the end).
@@ -93,6 +96,8 @@ pub(crate) fn drive<T: Transport>(
 ) -> impl std::future::Future<Output = T::End> {
     async move {
         let conn = session.conn().clone();
+        let labels = TransportLabels { transport: T::NAME };
+        let frames_in = conn.metrics().messages_in.get_or_create(&labels).clone();
         let mut pending: Option<Wait> = None;
         let mut draining = false;
         let end = loop {
@@ -125,6 +130,7 @@ pub(crate) fn drive<T: Transport>(
                     Inbound::Handled => {}
                     Inbound::End(end) => break end,
                     Inbound::Frame(frame) => {
+                        frames_in.inc();
                         let handled = frame.as_frame().and_then(|f| session.handle_frame(f));
                         match handled {
                             Ok(wait) => {

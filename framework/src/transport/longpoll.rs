@@ -305,6 +305,7 @@ impl LongPoll {
         let id: u128 = rand::random();
         let handle = Arc::new(SessionHandle::new());
         self.sessions.insert(id, handle.clone());
+        endpoint.metrics().longpoll_sessions.inc();
         let conn_id = endpoint.next_id();
         endpoint.register(conn_id, conn.clone());
         let limits = Limits {
@@ -331,7 +332,9 @@ impl LongPoll {
                 }
                 _ => tracing::debug!(?ended, "LongPoll session stopped"),
             }
-            this.sessions.remove(&id);
+            if this.sessions.remove(&id).is_some() {
+                this.endpoint.metrics().longpoll_sessions.dec();
+            }
             this.endpoint.unregister(conn_id);
         });
         let token = endpoint.sign_token(SESSION_SALT, &Term::Binary(id.to_be_bytes().to_vec()));

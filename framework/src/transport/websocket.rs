@@ -50,7 +50,7 @@ use crate::config::Config;
 use crate::conn::{CloseCode, ConnHandle, OutFrame};
 use crate::endpoint::{Endpoint, SocketMount};
 use crate::mailbox::Bounds;
-use crate::metrics::Metrics;
+use crate::metrics::{CloseLabels, Metrics, TransportLabels};
 use crate::params::decode_query;
 use crate::session::{FrameError, Out, Outbound, Session};
 
@@ -277,7 +277,7 @@ impl WsTransport {
 
     /// Writes a batch: frames fed, one flush, then the close if one was queued.
     async fn write_batch(&mut self, out: Outbound<'_>) -> Option<End> {
-        let mut wrote = false;
+        let mut wrote = 0u64;
         let mut close = None;
         for item in out {
             match item {
@@ -285,7 +285,7 @@ impl WsTransport {
                     if feed_message(&mut self.ws, f).await.is_err() {
                         return Some(End::Quiet);
                     }
-                    wrote = true;
+                    wrote += 1;
                 }
                 Out::Close(code) => {
                     close = Some(code);
@@ -293,8 +293,16 @@ impl WsTransport {
                 }
             }
         }
-        if wrote && self.ws.flush().await.is_err() {
-            return Some(End::Quiet);
+        if wrote > 0 {
+            self.metrics
+                .messages_out
+                .get_or_create(&TransportLabels {
+                    transport: "websocket",
+                })
+                .inc_by(wrote);
+            if self.ws.flush().await.is_err() {
+                return Some(End::Quiet);
+            }
         }
         close.map(End::Close)
     }
@@ -303,6 +311,7 @@ impl WsTransport {
 impl Transport for WsTransport {
     type Frame = WsIn;
     type End = End;
+    const NAME: &'static str = "websocket";
 
     async fn recv(&mut self, phase: Phase) -> Inbound<WsIn, End> {
         if phase == Phase::Draining {
@@ -357,7 +366,13 @@ impl Transport for WsTransport {
 
     async fn finish(mut self, end: &End) {
         match end {
-            End::Close(code) => close_and_linger(self.ws, *code).await,
+            End::Close(code) => {
+                self.metrics
+                    .closes
+                    .get_or_create(&CloseLabels::of(code.0))
+                    .inc();
+                close_and_linger(self.ws, *code).await
+            }
             End::ClientClosed => {
                 let _ = tokio::time::timeout(CLOSE_WRITE_TIMEOUT, self.ws.flush()).await;
             }

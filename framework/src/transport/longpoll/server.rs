@@ -28,6 +28,7 @@ use tokio::time::{Instant, Sleep};
 use super::super::driver::{drive, ClientFrame, Inbound, Phase, Transport};
 use crate::conn::{CloseCode, ConnHandle, OutFrame, Text};
 use crate::mailbox::{Bounds, Mailbox};
+use crate::metrics::TransportLabels;
 use crate::session::{FrameError, Out, Outbound, Session};
 
 /// A client frame from a POST body, not decoded yet (the session decodes in order, so that
@@ -301,6 +302,7 @@ impl LongPollTransport {
 impl Transport for LongPollTransport {
     type Frame = InFrame;
     type End = Ended;
+    const NAME: &'static str = "longpoll";
 
     async fn recv(&mut self, phase: Phase) -> Inbound<InFrame, Ended> {
         if phase == Phase::Open {
@@ -332,10 +334,24 @@ impl Transport for LongPollTransport {
         }
     }
 
-    async fn send(&mut self, out: Outbound<'_>, _conn: &ConnHandle) -> Option<Ended> {
+    async fn send(&mut self, out: Outbound<'_>, conn: &ConnHandle) -> Option<Ended> {
+        let mut buffered = 0u64;
+        let counted = |n: u64| {
+            if n > 0 {
+                conn.metrics()
+                    .messages_out
+                    .get_or_create(&TransportLabels {
+                        transport: "longpoll",
+                    })
+                    .inc_by(n);
+            }
+        };
         for item in out {
             match item {
-                Out::Frame(OutFrame::Text(t)) => self.buffer.push(t),
+                Out::Frame(OutFrame::Text(t)) => {
+                    buffered += 1;
+                    self.buffer.push(t)
+                }
                 Out::Frame(OutFrame::Binary(_)) => {
                     // A binary frame cannot travel inside the JSON poll response.
                     if !self.warned_binary {
@@ -358,10 +374,12 @@ impl Transport for LongPollTransport {
                         )
                         .await;
                     }
+                    counted(buffered);
                     return Some(Ended::Closed(code));
                 }
             }
         }
+        counted(buffered);
         if self.buffer.over(&self.limits) {
             return Some(Ended::Overflow);
         }
