@@ -36,6 +36,20 @@ pub struct ConnectInfo {
     pub transport: &'static str,
 }
 
+impl ConnectInfo {
+    /// The token a client authenticates with: the `token` connect param (what
+    /// `new Socket(url, {params: {token}})` sends), or else the Phoenix 1.8 `authToken`
+    /// ([`ConnectInfo::auth_token`]). A `token` param that is not a plain string (`token[]=x`)
+    /// is refused rather than guessed about. What `connect` then verifies is its own business.
+    pub fn token<'a>(&'a self, params: &'a Params) -> Result<Option<&'a str>, ConnectError> {
+        match params.get("token") {
+            Some(Value::String(t)) => Ok(Some(t.as_str())),
+            Some(_) => Err(ConnectError::Refused),
+            None => Ok(self.auth_token.as_deref()),
+        }
+    }
+}
+
 /// Why `connect` refused a socket.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {

@@ -43,20 +43,6 @@ pub fn verify_user_token(ctx: &Context, token: &str) -> Option<i64> {
         .and_then(|term| term.as_i64())
 }
 
-/// The user token a client sent: the `token` param, or else the 1.8 `authToken`
-/// (`connect_info.auth_token`). A `token` param that is not a plain string (`token[]=x`) is
-/// refused rather than guessed about.
-pub fn user_token<'a>(
-    params: &'a Params,
-    info: &'a ConnectInfo,
-) -> Result<Option<&'a str>, ConnectError> {
-    match params.get("token") {
-        Some(Value::String(t)) => Ok(Some(t.as_str())),
-        Some(_) => Err(ConnectError::Refused),
-        None => Ok(info.auth_token.as_deref()),
-    }
-}
-
 #[async_trait]
 impl SocketHandler for UserSocket {
     fn name(&self) -> &'static str {
@@ -69,7 +55,7 @@ impl SocketHandler for UserSocket {
         params: &Params,
         info: &ConnectInfo,
     ) -> Result<Assigns, ConnectError> {
-        let Some(token) = user_token(params, info)? else {
+        let Some(token) = info.token(params)? else {
             tracing::debug!("UserSocket refused: no token");
             return Err(ConnectError::Refused);
         };

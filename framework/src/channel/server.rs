@@ -30,6 +30,7 @@ use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::metrics::ChannelLabels;
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// What a channel task receives.
 pub(crate) enum ChannelMsg {
@@ -308,7 +309,15 @@ async fn run(
         .await;
         return;
     }
-    let exit = serve(&mut channel, name, &mut socket, &inbox, &labels).await;
+    // The channel's latency histogram, looked up once: the family's lookup (a lock and a hash
+    // of the labels) would otherwise run on every message.
+    let handle_in = socket
+        .context
+        .metrics()
+        .handle_in_duration
+        .get_or_create(&labels)
+        .clone();
+    let exit = serve(&mut channel, name, &mut socket, &inbox, &handle_in).await;
     finish(&mut channel, &mut socket, &inbox, exit, &labels).await;
 }
 
@@ -346,7 +355,7 @@ async fn serve(
     name: &'static str,
     socket: &mut ChannelSocket,
     inbox: &Arc<ChannelInbox>,
-    labels: &ChannelLabels,
+    handle_in: &Histogram,
 ) -> Exit {
     loop {
         let Some(msg) = inbox.mailbox.recv().await else {
@@ -371,12 +380,7 @@ async fn serve(
                     socket.topic,
                     logger::duration(took)
                 );
-                socket
-                    .context
-                    .metrics()
-                    .handle_in_duration
-                    .get_or_create(labels)
-                    .observe(took.as_secs_f64());
+                handle_in.observe(took.as_secs_f64());
                 (r, Some(ref_))
             }
             ChannelMsg::Out(b) => {

@@ -53,6 +53,7 @@ use crate::mailbox::Bounds;
 use crate::metrics::{CloseLabels, Metrics, TransportLabels};
 use crate::params::decode_query;
 use crate::session::{FrameError, Out, Outbound, Session};
+use prometheus_client::metrics::counter::Counter;
 
 /// The WebSocket over hyper's upgraded connection.
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -243,16 +244,26 @@ pub(crate) struct WsTransport {
     idle_sleep: Pin<Box<Sleep>>,
     write_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// `phx_messages_out_total{transport="websocket"}`, looked up once per socket rather than
+    /// once per batch (the family's lookup takes a lock every writer shares).
+    frames_out: Counter,
 }
 
 impl WsTransport {
     fn new(ws: Ws, cfg: &Config, metrics: Arc<Metrics>) -> WsTransport {
+        let frames_out = metrics
+            .messages_out
+            .get_or_create(&TransportLabels {
+                transport: "websocket",
+            })
+            .clone();
         WsTransport {
             ws,
             idle: cfg.idle_timeout,
             last_in: Instant::now(),
             idle_sleep: Box::pin(tokio::time::sleep(cfg.idle_timeout)),
             write_timeout: cfg.write_timeout,
+            frames_out,
             metrics,
         }
     }
@@ -294,12 +305,7 @@ impl WsTransport {
             }
         }
         if wrote > 0 {
-            self.metrics
-                .messages_out
-                .get_or_create(&TransportLabels {
-                    transport: "websocket",
-                })
-                .inc_by(wrote);
+            self.frames_out.inc_by(wrote);
             if self.ws.flush().await.is_err() {
                 return Some(End::Quiet);
             }
