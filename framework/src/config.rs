@@ -149,6 +149,9 @@ pub struct Config {
     pub admin_port: Option<u16>,
     /// The admin listener's interface (`ADMIN_HOST`, default `127.0.0.1`: loopback only).
     pub admin_host: String,
+    /// `ADMIN_TOKEN`: the secret an operator gives to open `/dashboard` on the admin listener
+    /// (unset → the dashboard refuses everyone). Never logged, masked by `phx-server config`.
+    pub admin_token: Option<String>,
 }
 
 /// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
@@ -226,6 +229,7 @@ impl Default for Config {
             log_join: crate::logger::LogLevel::Debug,
             admin_port: None,
             admin_host: "127.0.0.1".into(),
+            admin_token: None,
         }
     }
 }
@@ -471,6 +475,7 @@ impl Config {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or(d.admin_host),
+            admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
         })
     }
 }
