@@ -91,7 +91,7 @@ async fn admin_metrics_are_labelled_by_pattern_and_parse() {
     assert_eq!(status, 200, "{body}");
     let s = scrape(&body);
     let room = [("socket", "/socket"), ("pattern", "room:*")];
-    assert_eq!(value(&s, "phx_sockets", &[]), 1.0);
+    assert_eq!(value(&s, "phx_sockets", &[("transport", "websocket")]), 1.0);
     assert_eq!(value(&s, "phx_connects_total", &[]), 1.0);
     assert_eq!(value(&s, "phx_channels", &room), 2.0);
     let ok = [room[0], room[1], ("outcome", "ok")];

@@ -17,6 +17,7 @@ use rand::Rng;
 
 use crate::config::{Config, SocketOptions};
 use crate::conn::ConnHandle;
+use crate::metrics::TransportLabels;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::pubsub::AdapterStatus;
@@ -179,17 +180,23 @@ impl Endpoint {
         self.inner.context.verify_token(salt, token, max_age)
     }
 
-    /// Registers a live socket (for the drain).
-    pub(crate) fn register(&self, id: u64, conn: Arc<ConnHandle>) {
+    /// Registers a live socket (for the drain) of `transport` (`websocket` | `longpoll`).
+    pub(crate) fn register(&self, id: u64, conn: Arc<ConnHandle>, transport: &'static str) {
         self.inner.live.insert(id, conn);
-        self.metrics().sockets.inc();
+        self.metrics()
+            .sockets
+            .get_or_create(&TransportLabels { transport })
+            .inc();
         self.metrics().connects.inc();
     }
 
     /// Forgets a closed socket.
-    pub(crate) fn unregister(&self, id: u64) {
+    pub(crate) fn unregister(&self, id: u64, transport: &'static str) {
         if self.inner.live.remove(&id).is_some() {
-            self.metrics().sockets.dec();
+            self.metrics()
+                .sockets
+                .get_or_create(&TransportLabels { transport })
+                .dec();
         }
     }
 

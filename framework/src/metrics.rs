@@ -96,8 +96,8 @@ fn latency_histogram() -> Histogram {
 /// The endpoint's metrics.
 pub struct Metrics {
     registry: Registry,
-    /// Sockets currently connected (all transports).
-    pub sockets: Gauge,
+    /// Sockets currently connected, by transport.
+    pub sockets: Family<TransportLabels, Gauge>,
     /// Channels currently joined, by socket and topic pattern.
     pub channels: Family<ChannelLabels, Gauge>,
     /// Sockets accepted since start.
@@ -143,6 +143,23 @@ pub struct Metrics {
     pub closes: Family<CloseLabels, Counter>,
     /// LongPoll sessions alive.
     pub longpoll_sessions: Gauge,
+    /// Subscribers one local broadcast was queued to (the fan-out size), per broadcast.
+    pub fanout_size: Histogram,
+    /// From a broadcast's publication to the write of its frame to a client socket, sampled.
+    pub broadcast_to_write: Histogram,
+    /// Bytes of frames queued for clients on this node, over every socket's outbound queue.
+    pub outbox_bytes: Gauge,
+    /// Presence entries (one per key and meta) this node knows of, local and replicated.
+    pub presence_entries: Gauge,
+    /// How long the application's store took, by operation (e.g. `insert_annotation`).
+    pub store_duration: HistogramFamily<StoreLabels>,
+}
+
+/// Labels of `phx_store_duration_seconds`: the application's name for a store operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// A fixed operation name, e.g. `list_annotations`; never a query text or an id.
+    pub operation: &'static str,
 }
 
 impl fmt::Debug for Metrics {
@@ -161,10 +178,10 @@ impl Metrics {
     /// Every series, registered (all at zero).
     pub fn new() -> Self {
         let mut r = Registry::default();
-        let sockets = Gauge::default();
+        let sockets = Family::<TransportLabels, Gauge>::default();
         r.register(
             "phx_sockets",
-            "Sockets currently connected (all transports)",
+            "Sockets currently connected, by transport",
             sockets.clone(),
         );
         let channels = Family::<ChannelLabels, Gauge>::default();
@@ -287,6 +304,37 @@ impl Metrics {
             "LongPoll sessions alive",
             longpoll_sessions.clone(),
         );
+        let fanout_size = Histogram::new(exponential_buckets(1.0, 4.0, 10));
+        r.register(
+            "phx_fanout_size",
+            "Subscribers one local broadcast was queued to",
+            fanout_size.clone(),
+        );
+        let broadcast_to_write = latency_histogram();
+        r.register(
+            "phx_broadcast_to_write_seconds",
+            "From a broadcast's publication to the write of its frame to a client (sampled)",
+            broadcast_to_write.clone(),
+        );
+        let outbox_bytes = Gauge::default();
+        r.register(
+            "phx_outbox_bytes",
+            "Bytes of frames queued for clients, over every socket's outbound queue",
+            outbox_bytes.clone(),
+        );
+        let presence_entries = Gauge::default();
+        r.register(
+            "phx_presence_entries",
+            "Presence entries (key and meta) known on this node, local and replicated",
+            presence_entries.clone(),
+        );
+        let store_duration: HistogramFamily<StoreLabels> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "phx_store_duration_seconds",
+            "Time the application's store took, by operation",
+            store_duration.clone(),
+        );
         r.register_collector(Box::new(Process));
         Metrics {
             registry: r,
@@ -312,6 +360,11 @@ impl Metrics {
             messages_out,
             closes,
             longpoll_sessions,
+            fanout_size,
+            broadcast_to_write,
+            outbox_bytes,
+            presence_entries,
+            store_duration,
         }
     }
 

@@ -307,7 +307,7 @@ impl LongPoll {
         self.sessions.insert(id, handle.clone());
         endpoint.metrics().longpoll_sessions.inc();
         let conn_id = endpoint.next_id();
-        endpoint.register(conn_id, conn.clone());
+        endpoint.register(conn_id, conn.clone(), "longpoll");
         let limits = Limits {
             window: cfg.lp_window,
             max_buffered: cfg.lp_max_buffered,
@@ -335,7 +335,7 @@ impl LongPoll {
             if this.sessions.remove(&id).is_some() {
                 this.endpoint.metrics().longpoll_sessions.dec();
             }
-            this.endpoint.unregister(conn_id);
+            this.endpoint.unregister(conn_id, "longpoll");
         });
         let token = endpoint.sign_token(SESSION_SALT, &Term::Binary(id.to_be_bytes().to_vec()));
         poll_json(410, &[], &token)
