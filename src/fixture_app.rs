@@ -35,12 +35,11 @@ pub async fn open_store(
 /// The fixture's endpoint (its secret and check_origin host): `/socket` is the fixture's
 /// socket, routing its own channels and Rumbl's `videos:*` in fixture mode.
 pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
-    Endpoint::builder(phx_fixture::configure(config))
-        .socket(
-            "/socket",
-            phx_fixture::FixtureSocket,
-            rumbl::app::fixture_routes(phx_fixture::router(), store.clone()),
-        )
+    let config = phx_fixture::configure(config);
+    let routes =
+        rumbl::app::fixture_routes(phx_fixture::router_for(&config), store.clone(), &config);
+    Endpoint::builder(config)
+        .socket("/socket", phx_fixture::FixtureSocket, routes)
         .readiness_check(rumbl::app::store_check(store))
         .build()
 }

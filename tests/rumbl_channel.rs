@@ -50,16 +50,22 @@ async fn start(store: Store, fixture_mode: bool) -> Server {
     let endpoint = if fixture_mode {
         phx_server::fixture_app::endpoint(config, store.clone())
     } else {
-        Endpoint::builder(config)
+        Endpoint::builder(config.clone())
             .socket(
                 "/socket",
                 UserSocket,
-                Router::new().channel("videos:*", VideoChannel::factory(store.clone(), false)),
+                Router::new().channel(
+                    "videos:*",
+                    VideoChannel::factory(store.clone(), false, &config),
+                ),
             )
             .socket(
                 "/anon",
                 phx_fixture::FixtureSocket,
-                Router::new().channel("videos:*", VideoChannel::factory(store.clone(), false)),
+                Router::new().channel(
+                    "videos:*",
+                    VideoChannel::factory(store.clone(), false, &config),
+                ),
             )
             .build()
     };

@@ -1,6 +1,10 @@
-//! Configuration: the environment → [`Config`], with the defaults documented in the README.
+//! Configuration: what the server runs with ([`Config`]), made from the declared settings
+//! ([`crate::settings`]: environment, TOML file, flags) by [`Config::from_settings`].
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::settings::Settings;
 
 /// `check_origin` (spec §1.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +156,14 @@ pub struct Config {
     /// `ADMIN_TOKEN`: the secret an operator gives to open `/dashboard` on the admin listener
     /// (unset → the dashboard refuses everyone). Never logged, masked by `phx-server config`.
     pub admin_token: Option<String>,
+    /// `DASHBOARD_ASSETS_DIR`: the dashboard's esbuild bundle (see
+    /// [`default_dashboard_assets_dir`]).
+    pub dashboard_assets_dir: PathBuf,
+    /// `PRESENCE_BATCH_MS`: the window over which a topic's `presence_diff`s are coalesced
+    /// (zero: a diff per change). Presences built by an application take it from here.
+    pub presence_batch: Duration,
+    /// `PRESENCE_DOWN_MS`: how long a silent peer node's presences are still listed.
+    pub presence_down: Duration,
 }
 
 /// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
@@ -230,55 +242,47 @@ impl Default for Config {
             admin_port: None,
             admin_host: "127.0.0.1".into(),
             admin_token: None,
+            dashboard_assets_dir: default_dashboard_assets_dir(),
+            presence_batch: Duration::from_millis(50),
+            presence_down: Duration::from_secs(5),
         }
     }
 }
 
-/// A configuration value that could not be parsed.
+/// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {name}={value:?}: {why}")]
-pub struct ConfigError {
-    name: &'static str,
-    value: String,
-    why: &'static str,
+pub enum ConfigError {
+    /// A rule spanning settings is broken (each value alone is checked by its parser in
+    /// [`crate::settings`]): `name` is the variable at fault, `value` its value as given
+    /// (empty when it is missing), `why` what is allowed.
+    #[error("invalid {name}={value:?}: {why}")]
+    Rule {
+        /// The variable at fault, e.g. `ADMIN_PORT`.
+        name: &'static str,
+        /// Its value as given (empty when it is missing).
+        value: String,
+        /// What is allowed.
+        why: String,
+    },
+    /// A value its parser refused, as the one line [`crate::settings::report::error_line`]
+    /// words it (`invalid PORT="abc": must be a whole number in 0..=65535`).
+    #[error("{0}")]
+    Value(String),
 }
 
 impl ConfigError {
-    /// `name=value` is invalid because `why` (an application's own settings use this too).
-    pub fn new(name: &'static str, value: impl Into<String>, why: &'static str) -> ConfigError {
-        ConfigError {
+    /// `name=value` is invalid because `why` (an application's own rules use this too).
+    pub fn new(
+        name: &'static str,
+        value: impl Into<String>,
+        why: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError::Rule {
             name,
             value: value.into(),
-            why,
+            why: why.into(),
         }
     }
-}
-
-/// `name` parsed as a `T`, or `default` when unset or empty; an application's own numeric
-/// settings read the environment the same way.
-pub fn env_parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v.parse().map_err(|_| ConfigError {
-            name,
-            value: v,
-            why: "not a whole number in range",
-        }),
-        _ => Ok(default),
-    }
-}
-
-/// A size that must be at least 1 (a queue of 0 frames would close every socket on its first
-/// frame).
-fn env_positive(name: &'static str, default: usize) -> Result<usize, ConfigError> {
-    let v: usize = env_parse(name, default)?;
-    if v == 0 {
-        return Err(ConfigError {
-            name,
-            value: v.to_string(),
-            why: "must be at least 1",
-        });
-    }
-    Ok(v)
 }
 
 /// Descriptors kept free under the fd limit by the default `MAX_CONNECTIONS`: the listener,
@@ -305,252 +309,129 @@ pub fn default_max_connections() -> usize {
 /// The largest `MAX_CONNECTIONS` taken (an unlimited fd limit would otherwise give 2⁶⁴).
 const MAX_CONNECTIONS_CEILING: usize = 1 << 30;
 
-/// A duration in milliseconds that must be at least 1 (a zero timeout would close every
-/// connection at once).
-fn env_millis_positive(name: &'static str, default: Duration) -> Result<Duration, ConfigError> {
-    let ms: u64 = env_parse(name, default.as_millis() as u64)?;
-    if ms == 0 {
-        return Err(ConfigError {
-            name,
-            value: ms.to_string(),
-            why: "must be at least 1 ms",
-        });
+/// `DASHBOARD_ASSETS_DIR` when unset: `vendor-js/dist/dashboard` under the working directory
+/// (a release unpacked beside its assets), else the one beside this source tree (`cargo run`
+/// from anywhere in a checkout).
+pub fn default_dashboard_assets_dir() -> PathBuf {
+    let local = PathBuf::from("vendor-js/dist/dashboard");
+    if local.is_dir() {
+        return local;
     }
-    Ok(Duration::from_millis(ms))
-}
-
-/// A size that must be at least `min` (`why` says so).
-fn env_at_least(
-    name: &'static str,
-    default: usize,
-    min: usize,
-    why: &'static str,
-) -> Result<usize, ConfigError> {
-    let v: usize = env_parse(name, default)?;
-    if v < min {
-        return Err(ConfigError {
-            name,
-            value: v.to_string(),
-            why,
-        });
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor-js/dist/dashboard");
+    if built.is_dir() {
+        return built;
     }
-    Ok(v)
+    local
 }
 
 impl Config {
-    /// Reads the environment on top of the defaults.
+    /// The framework's settings from the environment alone ([`Settings::from_env`]), then
+    /// [`Config::from_settings`]. The `phx-server` command layers flags and a TOML file on
+    /// top ([`crate::settings::file`]); a library user may call this, or fill a [`Config`]
+    /// by hand.
     pub fn from_env() -> Result<Config, ConfigError> {
+        let settings = Settings::from_env().map_err(|e| {
+            let line = crate::settings::report::error_line(&Settings::command(), &e, &[], None)
+                .unwrap_or_else(|| first_line(&e));
+            ConfigError::Value(line)
+        })?;
+        Config::from_settings(&settings)
+    }
+
+    /// The configuration `settings` describe: durations from milliseconds, options typed,
+    /// and the rules that span settings checked.
+    pub fn from_settings(s: &Settings) -> Result<Config, ConfigError> {
         let d = Config::default();
-        let secret = std::env::var("SECRET_KEY_BASE")
-            .ok()
-            .filter(|s| !s.is_empty());
-        if let Some(s) = &secret {
-            if s.len() < 20 {
-                return Err(ConfigError {
-                    name: "SECRET_KEY_BASE",
-                    value: "<hidden>".into(),
-                    why: "must be at least 20 bytes (Plug.Crypto requires it)",
-                });
+        if let Some(admin) = s.admin_port {
+            if admin == s.port && admin != 0 {
+                return Err(ConfigError::new(
+                    "ADMIN_PORT",
+                    admin.to_string(),
+                    "must differ from PORT (the admin listener is never the public one)",
+                ));
             }
         }
-        let check_origin = match std::env::var("CHECK_ORIGIN").ok().as_deref() {
-            None | Some("") | Some("true") => CheckOrigin::Host,
-            Some("false") => CheckOrigin::Off,
-            Some(list) => CheckOrigin::List(
-                list.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect(),
-            ),
-        };
-        let log_join = match std::env::var("LOG_JOIN") {
-            Ok(v) if !v.is_empty() => {
-                crate::logger::LogLevel::parse(&v).map_err(|why| ConfigError {
-                    name: "LOG_JOIN",
-                    value: v,
-                    why,
-                })?
+        let pubsub = match s.pubsub_adapter.as_str() {
+            "redis" => {
+                let node_name = s.node_name.clone().ok_or(ConfigError::new(
+                    "NODE_NAME",
+                    "",
+                    "required with PUBSUB_ADAPTER=redis, and unique per node",
+                ))?;
+                PubSubConfig::Redis(RedisConfig {
+                    url: s.redis_url.clone(),
+                    node_name,
+                    pubsub_name: s.pubsub_name.clone(),
+                    compression_level: s.redis_compression_level,
+                })
             }
-            _ => d.log_join,
+            _ => PubSubConfig::Local,
         };
+        let ms = Duration::from_millis;
         Ok(Config {
-            log_join,
-            host: std::env::var("HOST")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(d.host),
-            port: env_parse("PORT", d.port)?,
-            secret_from_env: secret.is_some(),
-            secret_key_base: secret.unwrap_or(d.secret_key_base),
-            url_host: std::env::var("PHX_HOST")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(d.url_host),
-            check_origin,
-            origin_from_env: ["CHECK_ORIGIN", "PHX_HOST"]
-                .iter()
-                .any(|k| std::env::var(k).is_ok_and(|v| !v.is_empty())),
-            max_frame_size: env_at_least(
-                "MAX_FRAME_SIZE",
-                d.max_frame_size,
-                1024,
-                "must be at least 1024 (a join message must fit)",
-            )?,
-            idle_timeout: env_millis_positive("IDLE_TIMEOUT_MS", d.idle_timeout)?,
-            max_channels: env_positive("MAX_CHANNELS", d.max_channels)?,
-            outbox_capacity: env_positive("OUTBOX_CAPACITY", d.outbox_capacity)?,
+            log_join: s.log_join,
+            host: s.host.clone(),
+            port: s.port,
+            secret_from_env: s.secret_key_base.is_some(),
+            secret_key_base: s.secret_key_base.clone().unwrap_or(d.secret_key_base),
+            url_host: s.phx_host.clone().unwrap_or(d.url_host),
+            check_origin: s.check_origin.clone().unwrap_or(d.check_origin),
+            origin_from_env: s.check_origin.is_some() || s.phx_host.is_some(),
+            max_frame_size: s.max_frame_size,
+            idle_timeout: ms(s.idle_timeout_ms),
+            max_channels: s.max_channels,
+            outbox_capacity: s.outbox_capacity,
             channel_inbox_capacity: d.channel_inbox_capacity,
             ws_read_buffer: d.ws_read_buffer,
             ws_write_buffer: d.ws_write_buffer,
             write_timeout: d.write_timeout,
-            drain_batch_size: env_positive("DRAIN_BATCH_SIZE", d.drain_batch_size)?,
-            drain_interval: Duration::from_millis(env_parse(
-                "DRAIN_INTERVAL_MS",
-                d.drain_interval.as_millis() as u64,
-            )?),
-            drain_max: Duration::from_millis(env_parse(
-                "DRAIN_MAX_MS",
-                d.drain_max.as_millis() as u64,
-            )?),
-            lp_window: env_millis_positive("LP_WINDOW_MS", d.lp_window)?,
-            lp_max_body: env_positive("LP_MAX_BODY", d.lp_max_body)?,
-            lp_max_line: env_positive("LP_MAX_LINE", d.lp_max_line)?,
-            lp_max_buffered: env_positive("LP_MAX_BUFFERED", d.lp_max_buffered)?,
-            lp_max_sessions: env_positive("LP_MAX_SESSIONS", d.lp_max_sessions)?,
-            socket_transports: match std::env::var("SOCKET_TRANSPORTS") {
-                Ok(v) if !v.is_empty() => SocketOptions::parse(&v).map_err(|why| ConfigError {
-                    name: "SOCKET_TRANSPORTS",
-                    value: v,
-                    why,
-                })?,
-                _ => d.socket_transports,
-            },
-            outbox_max_bytes: env_positive("OUTBOX_MAX_BYTES", d.outbox_max_bytes)?,
-            channel_inbox_max_bytes: env_positive(
-                "CHANNEL_INBOX_MAX_BYTES",
-                d.channel_inbox_max_bytes,
-            )?,
-            lp_max_buffered_bytes: env_positive("LP_MAX_BUFFERED_BYTES", d.lp_max_buffered_bytes)?,
-            max_joins_per_sec: env_parse("MAX_JOINS_PER_SEC", d.max_joins_per_sec)?,
-            max_messages_per_sec: env_parse("MAX_MESSAGES_PER_SEC", d.max_messages_per_sec)?,
-            // HTTP limits
-            http_header_timeout: env_millis_positive(
-                "HTTP_HEADER_TIMEOUT_MS",
-                d.http_header_timeout,
-            )?,
-            http_body_timeout: env_millis_positive("HTTP_BODY_TIMEOUT_MS", d.http_body_timeout)?,
-            http_max_uri_bytes: env_at_least(
-                "HTTP_MAX_URI_BYTES",
-                d.http_max_uri_bytes,
-                1,
-                "must be at least 1",
-            )?,
-            // The smallest useful head: a request line, a Host and a WebSocket handshake.
-            http_max_header_bytes: env_at_least(
-                "HTTP_MAX_HEADER_BYTES",
-                d.http_max_header_bytes,
-                1024,
-                "must be at least 1024",
-            )?,
-            http_max_headers: env_at_least(
-                "HTTP_MAX_HEADERS",
-                d.http_max_headers,
-                8,
-                "must be at least 8 (a WebSocket handshake has 6)",
-            )?,
-            max_connections: env_at_least(
-                "MAX_CONNECTIONS",
-                d.max_connections,
-                1,
-                "must be at least 1",
-            )?
-            .min(MAX_CONNECTIONS_CEILING),
-            shutdown_grace: Duration::from_millis(env_parse(
-                "SHUTDOWN_GRACE_MS",
-                d.shutdown_grace.as_millis() as u64,
-            )?),
-            pubsub: pubsub_from_env()?,
-            admin_port: admin_port_from_env()?,
-            admin_host: std::env::var("ADMIN_HOST")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or(d.admin_host),
-            admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
+            drain_batch_size: s.drain_batch_size,
+            drain_interval: ms(s.drain_interval_ms),
+            drain_max: ms(s.drain_max_ms),
+            lp_window: ms(s.lp_window_ms),
+            lp_max_body: s.lp_max_body,
+            lp_max_line: s.lp_max_line,
+            lp_max_buffered: s.lp_max_buffered,
+            lp_max_sessions: s.lp_max_sessions,
+            socket_transports: s.socket_transports,
+            outbox_max_bytes: s.outbox_max_bytes,
+            channel_inbox_max_bytes: s.channel_inbox_max_bytes,
+            lp_max_buffered_bytes: s.lp_max_buffered_bytes,
+            max_joins_per_sec: s.max_joins_per_sec,
+            max_messages_per_sec: s.max_messages_per_sec,
+            http_header_timeout: ms(s.http_header_timeout_ms),
+            http_body_timeout: ms(s.http_body_timeout_ms),
+            http_max_uri_bytes: s.http_max_uri_bytes,
+            http_max_header_bytes: s.http_max_header_bytes,
+            http_max_headers: s.http_max_headers,
+            max_connections: s
+                .max_connections
+                .unwrap_or(d.max_connections)
+                .min(MAX_CONNECTIONS_CEILING),
+            shutdown_grace: ms(s.shutdown_grace_ms),
+            pubsub,
+            admin_port: s.admin_port,
+            admin_host: s.admin_host.clone(),
+            admin_token: s.admin_token.clone(),
+            dashboard_assets_dir: s
+                .dashboard_assets_dir
+                .clone()
+                .unwrap_or(d.dashboard_assets_dir),
+            presence_batch: ms(s.presence_batch_ms),
+            presence_down: ms(s.presence_down_ms),
         })
     }
 }
 
-/// `ADMIN_PORT`: unset or empty → none; else a port other than `PORT`.
-fn admin_port_from_env() -> Result<Option<u16>, ConfigError> {
-    let Some(v) = std::env::var("ADMIN_PORT").ok().filter(|v| !v.is_empty()) else {
-        return Ok(None);
-    };
-    let port: u16 = v.parse().map_err(|_| ConfigError {
-        name: "ADMIN_PORT",
-        value: v.clone(),
-        why: "must be a port number",
-    })?;
-    let public = std::env::var("PORT")
-        .ok()
-        .and_then(|p| p.parse::<u16>().ok())
-        .unwrap_or(4000);
-    if port == public && port != 0 {
-        return Err(ConfigError {
-            name: "ADMIN_PORT",
-            value: v,
-            why: "must differ from PORT (the admin listener is never the public one)",
-        });
-    }
-    Ok(Some(port))
-}
-
-/// `PUBSUB_ADAPTER`, and with `redis` its `REDIS_URL`, `NODE_NAME`, `PUBSUB_NAME`,
-/// `REDIS_COMPRESSION_LEVEL`.
-fn pubsub_from_env() -> Result<PubSubConfig, ConfigError> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match var("PUBSUB_ADAPTER").as_deref() {
-        None | Some("local") => Ok(PubSubConfig::Local),
-        Some("redis") => {
-            let node_name = var("NODE_NAME").ok_or(ConfigError {
-                name: "NODE_NAME",
-                value: String::new(),
-                why: "required with PUBSUB_ADAPTER=redis, and unique per node",
-            })?;
-            if node_name.len() > 255 {
-                return Err(ConfigError {
-                    name: "NODE_NAME",
-                    value: node_name,
-                    why: "an Erlang atom holds at most 255 bytes",
-                });
-            }
-            if node_name == "nonode@nohost" {
-                return Err(ConfigError {
-                    name: "NODE_NAME",
-                    value: node_name,
-                    why: "nonode@nohost is what an Elixir node without a name is called",
-                });
-            }
-            let compression_level: u32 = env_parse("REDIS_COMPRESSION_LEVEL", 0)?;
-            if compression_level > 9 {
-                return Err(ConfigError {
-                    name: "REDIS_COMPRESSION_LEVEL",
-                    value: compression_level.to_string(),
-                    why: "must be 0..=9",
-                });
-            }
-            Ok(PubSubConfig::Redis(RedisConfig {
-                url: var("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into()),
-                node_name,
-                pubsub_name: var("PUBSUB_NAME").unwrap_or_else(|| "PhxServer.PubSub".into()),
-                compression_level,
-            }))
-        }
-        Some(other) => Err(ConfigError {
-            name: "PUBSUB_ADAPTER",
-            value: other.into(),
-            why: "expected local or redis",
-        }),
-    }
+/// A clap error's first line, without its `error: ` prefix.
+fn first_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid value")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 /// Per-mount transport switches, as in

@@ -21,7 +21,9 @@
 //! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
 //!   `presence_diff`s; untracks when a channel ends; replicated between phx-server nodes.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
-//! - [`http`]: axum routes and the serve loop; [`config`]: environment → settings;
+//! - [`http`]: axum routes and the serve loop; [`settings`]: every setting declared once
+//!   (variable, flag, default, range; a TOML file; the reference tables); [`config`]: what the
+//!   server runs with, made from them;
 //!   [`body_timeout`]: the error a slow request body fails with.
 //!
 //! Dependencies between modules point one way (`config` ← `context` ← `socket`/`channel` ←
@@ -71,6 +73,7 @@ pub mod rate;
 pub mod readiness;
 pub mod router;
 pub mod session;
+pub mod settings;
 pub mod socket;
 pub mod token;
 pub mod transport;

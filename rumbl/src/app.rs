@@ -83,13 +83,9 @@ pub fn endpoint(
         config.check_origin = CheckOrigin::loopback();
     }
     let transports = config.socket_transports;
+    let routes = routes(Router::new(), store, &config);
     Endpoint::builder(config)
-        .socket_with(
-            "/socket",
-            UserSocket,
-            routes(Router::new(), store),
-            transports,
-        )
+        .socket_with("/socket", UserSocket, routes, transports)
         .build()
 }
 
@@ -105,13 +101,13 @@ pub fn store_check(store: Arc<dyn AnnotationStore>) -> Check {
 /// Rumbl's channel routes added to `router`: `channel "videos:*", Rumbl.VideoChannel`. The
 /// conformance fixture's socket gets them this way too (with `fixture_mode` videos, see
 /// [`VideoChannel::factory`]).
-pub fn routes(router: Router, store: Arc<dyn AnnotationStore>) -> Router {
-    router.channel("videos:*", VideoChannel::factory(store, false))
+pub fn routes(router: Router, store: Arc<dyn AnnotationStore>, config: &Config) -> Router {
+    router.channel("videos:*", VideoChannel::factory(store, false, config))
 }
 
 /// [`routes`] for the conformance fixture: missing videos and users are created on first use.
-pub fn fixture_routes(router: Router, store: Arc<dyn AnnotationStore>) -> Router {
-    router.channel("videos:*", VideoChannel::factory(store, true))
+pub fn fixture_routes(router: Router, store: Arc<dyn AnnotationStore>, config: &Config) -> Router {
+    router.channel("videos:*", VideoChannel::factory(store, true, config))
 }
 
 /// Every HTTP route of the normal server: the socket transports, `/healthz`, `/readyz`, and

@@ -24,12 +24,10 @@ pub fn routes(dir: PathBuf) -> axum::Router {
         .with_state(Arc::new(dir))
 }
 
-/// `ASSETS_DIR`, else `./vendor-js/dist` (the server is normally started from the repository
-/// root), else the checkout this binary was built from — so `cargo run` works from anywhere.
+/// `ASSETS_DIR` when unset: `./vendor-js/dist` (the server is normally started from the
+/// repository root), else the checkout this binary was built from — so `cargo run` works from
+/// anywhere.
 pub fn default_assets_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("ASSETS_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
     let local = PathBuf::from("vendor-js/dist");
     if local.is_dir() {
         return local;

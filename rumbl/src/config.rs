@@ -1,11 +1,34 @@
-//! The application's own settings (`DATABASE_URL`, `POOL_SIZE`, `ASSETS_DIR`): they live here,
-//! beside the store and pages that use them, not in the framework's [`Config`].
-//!
-//! [`Config`]: phx_channels::Config
+//! The application's own settings (`DATABASE_URL`, `POOL_SIZE`, `ASSETS_DIR`), declared once
+//! beside the store and pages that use them, in the framework's way
+//! ([`phx_channels::settings`]): the `phx-server` command flattens [`RumblSettings`] beside
+//! the framework's [`Settings`](phx_channels::settings::Settings), so they are read from the
+//! same places, listed by `phx-server config` and documented in the same table.
 
 use std::path::PathBuf;
 
-use phx_channels::config::{env_parse, ConfigError};
+use phx_channels::settings::at_least;
+
+/// Rumbl's settings as `clap` arguments (flag, variable, TOML key, default).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RumblSettings {
+    /// `postgres://user:password@host/db` or `sqlite://path` (a password in it is masked in
+    /// output). Unset: the embedded SQLite demo database `./data/rumbl.sqlite3`, created,
+    /// migrated and seeded on first start.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        help_heading = "Application (Rumbl)"
+    )]
+    pub database_url: Option<String>,
+    /// Postgres connection pool size (≥ 1).
+    #[arg(long, env = "POOL_SIZE", default_value_t = 10, value_parser = at_least(1usize), help_heading = "Application (Rumbl)")]
+    pub pool_size: usize,
+    /// Where `/assets/*` (the esbuild bundle of `vendor-js/`) is served from. Unset:
+    /// `./vendor-js/dist`, else the one beside the source tree.
+    #[arg(long, env = "ASSETS_DIR", help_heading = "Application (Rumbl)")]
+    pub assets_dir: Option<PathBuf>,
+}
 
 /// Where Rumbl keeps its data and finds its assets.
 #[derive(Debug, Clone)]
@@ -30,14 +53,16 @@ impl Default for RumblConfig {
 }
 
 impl RumblConfig {
-    /// Reads the environment on top of the defaults.
-    pub fn from_env() -> Result<RumblConfig, ConfigError> {
-        let d = RumblConfig::default();
-        Ok(RumblConfig {
-            database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
-            pool_size: env_parse("POOL_SIZE", d.pool_size)?,
-            assets_dir: d.assets_dir,
-        })
+    /// What `settings` describe.
+    pub fn from_settings(settings: &RumblSettings) -> RumblConfig {
+        RumblConfig {
+            database_url: settings.database_url.clone().filter(|s| !s.is_empty()),
+            pool_size: settings.pool_size,
+            assets_dir: settings
+                .assets_dir
+                .clone()
+                .unwrap_or_else(crate::assets::default_assets_dir),
+        }
     }
 
     /// Whether this is the embedded demo database (no `DATABASE_URL`): the pick-a-user login

@@ -29,4 +29,4 @@ pub mod video_channel;
 pub use user_socket::UserSocket;
 pub use video_channel::VideoChannel;
 
-pub use config::RumblConfig;
+pub use config::{RumblConfig, RumblSettings};

@@ -71,6 +71,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use phx_channels::Config;
 use phx_protocol::Payload;
 use serde_json::{json, Value};
 
@@ -130,12 +131,13 @@ impl VideoChannel {
     }
 
     /// The router factory: `channel "videos:*", VideoChannel` over `store`, with the viewers'
-    /// Presence ([`presence`]).
+    /// Presence ([`presence`], timed by `config`).
     pub fn factory(
         store: Arc<dyn AnnotationStore>,
         fixture_mode: bool,
+        config: &Config,
     ) -> impl Fn() -> VideoChannel + Send + Sync + 'static {
-        let presence = presence(store.clone());
+        let presence = presence(store.clone(), config);
         let boundary = JoinBoundary::default();
         move || {
             VideoChannel::new(
@@ -148,12 +150,13 @@ impl VideoChannel {
     }
 }
 
-/// `RumblWeb.Presence`: window from `PRESENCE_BATCH_MS`; `fetch/2` adds
-/// `user: {username}` to each entry (key = user id), `null` for a user the store cannot find.
-pub fn presence(store: Arc<dyn AnnotationStore>) -> Presence {
+/// `RumblWeb.Presence`: window and down timeout from `config` (`PRESENCE_BATCH_MS`,
+/// `PRESENCE_DOWN_MS`); `fetch/2` adds `user: {username}` to each entry (key = user id),
+/// `null` for a user the store cannot find.
+pub fn presence(store: Arc<dyn AnnotationStore>, config: &Config) -> Presence {
     Presence::builder()
         .name("RumblWeb.Presence")
-        .window_from_env()
+        .timing_from(config)
         .fetch(move |topic, entries| fetch_users(store.clone(), topic, entries))
         .build()
 }

@@ -97,10 +97,6 @@ use tracker::{Tracker, UntrackOnExit};
 /// How long changes accumulate before a `presence_diff` goes out, by default.
 pub const DEFAULT_WINDOW: Duration = Duration::from_millis(50);
 
-/// The environment variable [`PresenceBuilder::window_from_env`] reads (milliseconds; `0`
-/// sends a diff per change, as Phoenix does).
-pub const WINDOW_ENV: &str = "PRESENCE_BATCH_MS";
-
 /// Why a presence call was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PresenceError {
@@ -163,15 +159,11 @@ impl PresenceBuilder {
         self
     }
 
-    /// The window from [`WINDOW_ENV`] when it holds a number of milliseconds.
-    pub fn window_from_env(self) -> Self {
-        match std::env::var(WINDOW_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-        {
-            Some(ms) => self.window(Duration::from_millis(ms)),
-            None => self,
-        }
+    /// The window and the down timeout of `config` (`PRESENCE_BATCH_MS`,
+    /// `PRESENCE_DOWN_MS`): what an application's Presence uses unless it chooses its own.
+    pub fn timing_from(self, config: &crate::Config) -> Self {
+        self.window(config.presence_batch)
+            .down_timeout(config.presence_down)
     }
 
     /// Phoenix's `fetch/2`: decorates entries of lists and diffs (see [`fetch`]).
@@ -193,8 +185,8 @@ impl PresenceBuilder {
     }
 
     /// How long another node may stay silent before its presences leave this node's lists
-    /// (it died, or the link to it did). Without this, [`replica::DOWN_ENV`] in milliseconds,
-    /// else [`replica::DEFAULT_DOWN_TIMEOUT`]. Keep it a few heartbeats ([`replica::HEARTBEAT`])
+    /// (it died, or the link to it did). Without this (or [`PresenceBuilder::timing_from`]),
+    /// [`replica::DEFAULT_DOWN_TIMEOUT`]. Keep it a few heartbeats ([`replica::HEARTBEAT`])
     /// long: a shorter one takes live nodes down on a hiccup.
     pub fn down_timeout(mut self, timeout: Duration) -> Self {
         self.down_timeout = Some(timeout);
@@ -205,10 +197,7 @@ impl PresenceBuilder {
     pub fn build(self) -> Presence {
         let replica = ReplicaConfig {
             name: self.name.into(),
-            down_timeout: self
-                .down_timeout
-                .or_else(replica::down_timeout_from_env)
-                .unwrap_or(replica::DEFAULT_DOWN_TIMEOUT),
+            down_timeout: self.down_timeout.unwrap_or(replica::DEFAULT_DOWN_TIMEOUT),
         };
         Presence {
             tracker: Arc::new(Tracker::with_replica(self.window, self.fetch, replica)),

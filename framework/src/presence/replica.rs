@@ -22,7 +22,7 @@
 //! keep the peer's `phx_ref`s, which are unique), so lists and diffs need no change: remote
 //! joins and leaves go through the same coalescing window and are delivered with
 //! `local_broadcast`, as every node computes its own diffs. A peer silent for the down timeout
-//! (default [`DEFAULT_DOWN_TIMEOUT`], [`DOWN_ENV`] or the builder's `down_timeout`) leaves
+//! (default [`DEFAULT_DOWN_TIMEOUT`], `PRESENCE_DOWN_MS` or the builder's `down_timeout`) leaves
 //! everywhere; after a `bye` it leaves at once. (A node whose own link is down sees every peer
 //! go silent: their presences leave its lists, and come back with their snapshots when the link
 //! does — and the peers do the same with its presences.) The wire format is in [`wire`] (versioned,
@@ -71,24 +71,12 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a silent peer is still listed, by default.
 pub const DEFAULT_DOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The environment variable read for the down timeout (milliseconds) when the builder sets
-/// none.
-pub const DOWN_ENV: &str = "PRESENCE_DOWN_MS";
-
 /// The side channel's name when the builder gives the Presence none.
 pub const DEFAULT_NAME: &str = "Presence";
 
 /// Snapshots go out at most this often, however many peers ask (one serves them all: it is
 /// sent to every node).
 const SNAPSHOT_GAP: Duration = Duration::from_millis(250);
-
-/// The down timeout from [`DOWN_ENV`], if it holds a number of milliseconds.
-pub(crate) fn down_timeout_from_env() -> Option<Duration> {
-    std::env::var(DOWN_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_millis)
-}
 
 /// How a Presence replicates.
 #[derive(Debug, Clone)]
@@ -103,7 +91,7 @@ impl Default for ReplicaConfig {
     fn default() -> Self {
         ReplicaConfig {
             name: DEFAULT_NAME.into(),
-            down_timeout: down_timeout_from_env().unwrap_or(DEFAULT_DOWN_TIMEOUT),
+            down_timeout: DEFAULT_DOWN_TIMEOUT,
         }
     }
 }
