@@ -152,6 +152,9 @@ pub struct Config {
     /// `ADMIN_TOKEN`: the secret an operator gives to open `/dashboard` on the admin listener
     /// (unset → the dashboard refuses everyone). Never logged, masked by `phx-server config`.
     pub admin_token: Option<String>,
+    /// `DASHBOARD_ASSETS_DIR`: the built dashboard bundle (`vendor-js/build.sh` writes
+    /// `vendor-js/dist/dashboard`), served under `/dashboard/assets/` on the admin listener.
+    pub dashboard_assets_dir: std::path::PathBuf,
 }
 
 /// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
@@ -230,6 +233,7 @@ impl Default for Config {
             admin_port: None,
             admin_host: "127.0.0.1".into(),
             admin_token: None,
+            dashboard_assets_dir: default_dashboard_assets_dir(),
         }
     }
 }
@@ -476,8 +480,26 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .unwrap_or(d.admin_host),
             admin_token: std::env::var("ADMIN_TOKEN").ok().filter(|s| !s.is_empty()),
+            dashboard_assets_dir: std::env::var_os("DASHBOARD_ASSETS_DIR")
+                .filter(|d| !d.is_empty())
+                .map_or(d.dashboard_assets_dir, Into::into),
         })
     }
+}
+
+/// `vendor-js/dist/dashboard` under the working directory when it is there (a checkout, or the
+/// layout a deployment copies), else the one next to this crate's sources (`cargo run` from
+/// elsewhere).
+fn default_dashboard_assets_dir() -> std::path::PathBuf {
+    let local = std::path::PathBuf::from("vendor-js/dist/dashboard");
+    if local.is_dir() {
+        return local;
+    }
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor-js/dist/dashboard");
+    if built.is_dir() {
+        return built;
+    }
+    local
 }
 
 /// `ADMIN_PORT`: unset or empty → none; else a port other than `PORT`.
