@@ -10,10 +10,11 @@ use axum::response::{IntoResponse, Response};
 
 /// The bundle's files, the only names `/dashboard/assets/` serves (no path from the request
 /// ever reaches the filesystem).
-const ASSETS: [(&str, &str); 3] = [
+const ASSETS: [(&str, &str); 4] = [
     ("dashboard.js", "text/javascript; charset=utf-8"),
     ("dashboard.css", "text/css; charset=utf-8"),
     ("dashboard.js.map", "application/json"),
+    ("dashboard.css.map", "application/json"),
 ];
 
 /// Where the page loads its script, styles and socket from.
