@@ -85,7 +85,10 @@ async fn without_admin_token_the_dashboard_is_forbidden_and_says_why() {
 async fn a_wrong_or_missing_token_is_refused_at_connect() {
     let (_server, admin) = start_with_admin(Some(TOKEN)).await;
     assert_eq!(refused_status(&socket_url(admin, "")).await, 403);
-    assert_eq!(refused_status(&socket_url(admin, "&token=wrong")).await, 403);
+    assert_eq!(
+        refused_status(&socket_url(admin, "&token=wrong")).await,
+        403
+    );
     let almost = &TOKEN[..TOKEN.len() - 1];
     assert_eq!(
         refused_status(&socket_url(admin, &format!("&token={almost}"))).await,
@@ -101,9 +104,10 @@ async fn a_wrong_or_missing_token_is_refused_at_connect() {
 #[tokio::test]
 async fn the_right_token_gets_snapshots_that_follow_the_load() {
     let (server, admin) = start_with_admin(Some(TOKEN)).await;
-    let (mut dash, _) = tokio_tungstenite::connect_async(socket_url(admin, &format!("&token={TOKEN}")))
-        .await
-        .expect("the right token connects");
+    let (mut dash, _) =
+        tokio_tungstenite::connect_async(socket_url(admin, &format!("&token={TOKEN}")))
+            .await
+            .expect("the right token connects");
     join(&mut dash, "1", "dashboard:stats").await;
 
     let first = next_snapshot(&mut dash).await;
@@ -151,7 +155,11 @@ async fn the_right_token_gets_snapshots_that_follow_the_load() {
     let _b = server.v2().await;
     join(&mut a, "1", "room:lobby").await;
     for i in 0..20 {
-        send(&mut a, &format!(r#"[null,"{}","room:lobby","ping",{{}}]"#, i + 2)).await;
+        send(
+            &mut a,
+            &format!(r#"[null,"{}","room:lobby","ping",{{}}]"#, i + 2),
+        )
+        .await;
     }
     // Snapshots keep coming; one taken after the load shows it (the websocket gauge counts
     // the dashboard's own socket too, hence at least three).

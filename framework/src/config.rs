@@ -495,7 +495,8 @@ fn default_dashboard_assets_dir() -> std::path::PathBuf {
     if local.is_dir() {
         return local;
     }
-    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor-js/dist/dashboard");
+    let built =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../vendor-js/dist/dashboard");
     if built.is_dir() {
         return built;
     }

@@ -40,8 +40,7 @@ pub fn routes(endpoint: &Endpoint) -> Router {
     let mount = Arc::new(SocketMount {
         path: SOCKET_PATH.into(),
         handler: Arc::new(socket::DashboardSocket::new(token.clone())),
-        router: crate::router::Router::new()
-            .channel(socket::TOPIC, || socket::DashboardChannel),
+        router: crate::router::Router::new().channel(socket::TOPIC, || socket::DashboardChannel),
         // WebSocket only: the page runs in a browser that has it, and the admin listener
         // keeps no LongPoll sessions.
         transports: SocketOptions {
@@ -93,7 +92,11 @@ pub fn routes(endpoint: &Endpoint) -> Router {
 /// browser) are let through to `connect`, which checks the token either way.
 async fn open_socket(endpoint: Endpoint, mount: Arc<SocketMount>, mut req: Request) -> Response {
     if !same_origin(req.headers()) {
-        return (StatusCode::FORBIDDEN, "cross-origin dashboard socket refused\n").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin dashboard socket refused\n",
+        )
+            .into_response();
     }
     req.headers_mut().remove(header::ORIGIN);
     let peer: Option<SocketAddr> = None;
@@ -139,7 +142,10 @@ mod tests {
             Some("http://127.0.0.1:4001"),
             "127.0.0.1:4001"
         )));
-        assert!(same_origin(&headers(Some("http://LOCALHOST:4001"), "localhost:4001")));
+        assert!(same_origin(&headers(
+            Some("http://LOCALHOST:4001"),
+            "localhost:4001"
+        )));
         assert!(!same_origin(&headers(
             Some("http://127.0.0.1:4000"),
             "127.0.0.1:4001"

@@ -31,11 +31,11 @@ fn page_headers(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(
-        header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(

@@ -44,11 +44,7 @@ fn routes(endpoint: &Endpoint) -> Vec<ChannelLabels> {
 pub fn spawn(endpoint: &Endpoint) -> tokio::task::JoinHandle<()> {
     let ep = endpoint.clone();
     tokio::spawn(async move {
-        let mut sampler = Sampler::new(
-            ep.metrics().clone(),
-            node_name(ep.config()),
-            routes(&ep),
-        );
+        let mut sampler = Sampler::new(ep.metrics().clone(), node_name(ep.config()), routes(&ep));
         let mut tick = tokio::time::interval(INTERVAL);
         // A late tick (a busy runtime) is not made up for with a burst: the rates are per
         // elapsed second anyway.
