@@ -1,14 +1,14 @@
-//! Each node's publisher: once a second it takes a [`Snapshot`] and broadcasts it on
-//! [`TOPIC`] through the endpoint's PubSub. With the Redis adapter that broadcast reaches
-//! every node, so a dashboard opened on any node charts all of them, each snapshot tagged
-//! with its node's name; on one node it is a local broadcast to the open dashboards.
+//! Each node's publisher: once a second it takes a [`Snapshot`] and broadcasts it on [`TOPIC`]
+//! through the endpoint's PubSub. With the Redis adapter that broadcast reaches every node, so
+//! a dashboard opened on any node charts all of them, each snapshot tagged with its node's
+//! name; on one node it is a local broadcast to the open dashboards.
 
 use std::time::Duration;
 
 use crate::endpoint::Endpoint;
 use crate::metrics::ChannelLabels;
 
-use super::snapshot::{node_name, Sampler};
+use super::snapshot::{node_name, Sampler, Snapshot};
 use super::socket::{EVENT, TOPIC};
 use super::SOCKET_PATH;
 
@@ -52,7 +52,7 @@ pub fn spawn(endpoint: &Endpoint) -> tokio::task::JoinHandle<()> {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let snapshot = sampler.sample();
+            let snapshot: Snapshot = sampler.sample();
             match serde_json::to_value(&snapshot) {
                 Ok(payload) => {
                     ep.broadcast(TOPIC, EVENT, payload);
