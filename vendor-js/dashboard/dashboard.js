@@ -12,6 +12,8 @@ import "./dashboard.css"
 const TOKEN_KEY = "phx-dashboard-token"
 // Samples kept per node: two minutes at one a second.
 const KEEP = 120
+// A node not heard from for this long has left the cluster (or lost Redis): it is dropped.
+const GONE_MS = 30000
 
 const root = document.getElementById("dashboard")
 const statusEl = document.getElementById("status")
@@ -39,6 +41,8 @@ const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2
 
 /** node name → its snapshots, oldest first. */
 const samples = new Map()
+/** node name → when (this page's clock) its last snapshot arrived. */
+const lastSeen = new Map()
 /** chart id → {plot, key} (key: the series layout it was built for). */
 const charts = {}
 
@@ -82,10 +86,14 @@ function chartBox(def){
   return box
 }
 
-/** uPlot's aligned data for `def`: [x (s), ...one array per node and series], nulls for gaps. */
+/**
+ * uPlot's aligned data for `def`: [x (s), ...one array per node and series]. Nodes tick at
+ * their own instants, so x is the union of every node's snapshot times and each node's series
+ * is null at the others' (uPlot draws across those gaps).
+ */
 function chartData(def, nodes){
   const xs = new Set()
-  for(const n of nodes) for(const s of samples.get(n)) xs.add(Math.round(s.at_ms / 1000))
+  for(const n of nodes) for(const s of samples.get(n)) xs.add(s.at_ms / 1000)
   const x = [...xs].sort((a, b) => a - b)
   const at = new Map(x.map((t, i) => [t, i]))
   const data = [x]
@@ -94,7 +102,7 @@ function chartData(def, nodes){
       const col = new Array(x.length).fill(null)
       for(const s of samples.get(n)){
         const v = value(s)
-        col[at.get(Math.round(s.at_ms / 1000))] = v == null ? null : v
+        col[at.get(s.at_ms / 1000)] = v == null ? null : v
       }
       data.push(col)
     }
@@ -120,7 +128,7 @@ function renderChart(def, nodes){
           label: suffix ? `${n} ${suffix}` : n,
           stroke: color,
           width: 2,
-          spanGaps: false,
+          spanGaps: true,
           value: (u, v) => (v == null ? "–" : `${+v.toFixed(2)}${def.unit ? " " + def.unit : ""}`),
         })
       }
@@ -161,6 +169,11 @@ function onSnapshot(s){
   const list = samples.get(s.node)
   list.push(s)
   if(list.length > KEEP) list.splice(0, list.length - KEEP)
+  const now = Date.now()
+  lastSeen.set(s.node, now)
+  for(const [n, t] of lastSeen){
+    if(now - t > GONE_MS){ lastSeen.delete(n); samples.delete(n) }
+  }
   const nodes = [...samples.keys()].sort()
   for(const def of CHARTS) renderChart(def, nodes)
   renderNodes(nodes)
