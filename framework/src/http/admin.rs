@@ -16,8 +16,10 @@ use tower_service::Service;
 use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 
-/// Connections the admin listener serves at once; more wait in the backlog.
-const ADMIN_CONNECTIONS: usize = 16;
+/// Connections the admin listener serves at once; more wait in the backlog. Each open
+/// dashboard page holds one for as long as it is open (its socket), and only a holder of
+/// `ADMIN_TOKEN` can do that, so a few dozen leave room for the scrapes.
+const ADMIN_CONNECTIONS: usize = 32;
 
 /// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text), `/healthz`
 /// and the dashboard (`/dashboard`, its assets and its socket; see [`crate::dashboard`]).
