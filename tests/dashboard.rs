@@ -102,6 +102,29 @@ async fn a_wrong_or_missing_token_is_refused_at_connect() {
 }
 
 #[tokio::test]
+async fn the_socket_opens_from_the_admin_listeners_own_origin_only() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let (_server, admin) = start_with_admin(Some(TOKEN)).await;
+    let url = socket_url(admin, &format!("&token={TOKEN}"));
+    let with_origin = |origin: &str| {
+        let mut req = url.as_str().into_client_request().expect("request");
+        req.headers_mut()
+            .insert("origin", origin.parse().expect("header value"));
+        req
+    };
+    // Another page (here the public port's origin) may not use the operator's token.
+    match tokio_tungstenite::connect_async(with_origin("http://127.0.0.1:1")).await {
+        Err(WsError::Http(resp)) => assert_eq!(resp.status().as_u16(), 403),
+        other => panic!("cross-origin: expected 403, got {:?}", other.map(|_| ())),
+    }
+    // The dashboard page's own origin (the admin listener) passes, whatever PHX_HOST is.
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(&format!("http://{admin}")))
+        .await
+        .expect("same origin connects");
+    join(&mut ws, "1", "dashboard:stats").await;
+}
+
+#[tokio::test]
 async fn the_right_token_gets_snapshots_that_follow_the_load() {
     let (server, admin) = start_with_admin(Some(TOKEN)).await;
     let (mut dash, _) =
