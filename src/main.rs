@@ -318,7 +318,7 @@ async fn serve(
             .await
             .map_err(|e| format!("cannot listen on ADMIN_HOST:ADMIN_PORT {admin_addr}: {e}"))?;
         tracing::info!(
-            "admin listener (/metrics) on http://{}",
+            "admin listener (/metrics, /dashboard) on http://{}",
             admin.local_addr()?
         );
         let ep = endpoint.clone();

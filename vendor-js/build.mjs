@@ -1,6 +1,8 @@
 // Bundles js/app.js → dist/app.js (ES2019, IIFE, minified, with a source map)
-// and copies css/app.css → dist/app.css. `node build.mjs --watch` rebuilds
-// on change.
+// and copies css/app.css → dist/app.css; bundles the admin dashboard,
+// dashboard/dashboard.js (phoenix + uPlot) → dist/dashboard/dashboard.js and,
+// from the CSS it imports, dist/dashboard/dashboard.css. `node build.mjs
+// --watch` rebuilds on change.
 import * as esbuild from "esbuild"
 import {copyFileSync, mkdirSync, watch} from "node:fs"
 import {dirname, join} from "node:path"
@@ -23,6 +25,14 @@ const options = {
   logLevel: "info"
 }
 
+// The dashboard served on the admin listener (framework/src/dashboard/): its
+// own bundle, so the watch page does not carry a chart library.
+const dashboard = {
+  ...options,
+  entryPoints: [join(root, "dashboard/dashboard.js")],
+  outfile: join(dist, "dashboard/dashboard.js"),
+}
+
 function copyCss(){
   copyFileSync(join(root, "css/app.css"), join(dist, "app.css"))
 }
@@ -31,11 +41,14 @@ mkdirSync(dist, {recursive: true})
 if(watching){
   const ctx = await esbuild.context(options)
   await ctx.watch()
+  const dashboardCtx = await esbuild.context(dashboard)
+  await dashboardCtx.watch()
   copyCss()
   watch(join(root, "css"), () => { try { copyCss(); console.log("copied css/app.css") } catch(e){ console.error(e) } })
   console.log(`watching; output in ${dist}`)
 } else {
   await esbuild.build(options)
+  await esbuild.build(dashboard)
   copyCss()
-  console.log(`built ${join(dist, "app.js")} and ${join(dist, "app.css")}`)
+  console.log(`built ${join(dist, "app.js")}, ${join(dist, "app.css")} and ${join(dist, "dashboard")}/`)
 }

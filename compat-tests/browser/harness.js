@@ -43,7 +43,9 @@ const CONFIG_VARS = ["HOST", "PORT", "DATABASE_URL", "ASSETS_DIR", "SECRET_KEY_B
  * `demo: true` starts it as the README's demo command does instead: `serve` run from a
  * directory laid out like the repository (`vendor-js/dist`, `./data/` created by the server),
  * with none of the configuration variables set — only `PORT`, a free one instead of 4000 —
- * so the defaults a newcomer gets are the ones under test.
+ * so the defaults a newcomer gets are the ones under test. `env` then adds only what the test
+ * names (e.g. the admin listener's `ADMIN_PORT` and `ADMIN_TOKEN`, as an operator sets them);
+ * a `null` value unsets the variable in either mode.
  */
 export async function startServer({ env = {}, logName = "browser-server.log", demo = false } = {}) {
   checkPrerequisites();
@@ -57,6 +59,7 @@ export async function startServer({ env = {}, logName = "browser-server.log", de
     for (const k of CONFIG_VARS) delete childEnv[k];
     childEnv.PORT = String(port);
     childEnv.RUST_LOG = process.env.RUST_LOG || "info";
+    Object.assign(childEnv, env);
     mkdirSync(join(tmp, "vendor-js"), { recursive: true });
     symlinkSync(ASSETS, join(tmp, "vendor-js", "dist"));
   } else {
@@ -71,8 +74,8 @@ export async function startServer({ env = {}, logName = "browser-server.log", de
       RUST_LOG: process.env.RUST_LOG || "info",
       ...env,
     };
-    for (const [k, v] of Object.entries(env)) if (v === null) delete childEnv[k];
   }
+  for (const [k, v] of Object.entries(env)) if (v === null) delete childEnv[k];
   const server = spawn(BIN, ["serve"], {
     cwd: demo ? tmp : undefined,
     env: childEnv,

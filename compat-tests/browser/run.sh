@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the browser tests (compat-tests/browser/*.test.js: watch, fallback): Debian's Chromium driven by
+# Runs the browser tests (compat-tests/browser/*.test.js: watch, fallback, readme, dashboard): Debian's Chromium driven by
 # playwright-core, against a `phx-server serve` (normal mode) that each test file starts itself.
 #
 #   PHX_SERVER_BIN   server binary (default target/debug/phx-server; relative paths are resolved

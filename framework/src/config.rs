@@ -164,6 +164,9 @@ pub struct Config {
     pub presence_batch: Duration,
     /// `PRESENCE_DOWN_MS`: how long a silent peer node's presences are still listed.
     pub presence_down: Duration,
+    /// `NODE_NAME` when set, whatever the adapter (the Redis adapter's own copy is in
+    /// [`RedisConfig::node_name`]): names this node on the dashboard.
+    pub node_name: Option<String>,
 }
 
 /// Which PubSub adapter carries broadcasts between nodes (Phoenix's `adapter:` option of
@@ -245,6 +248,7 @@ impl Default for Config {
             dashboard_assets_dir: default_dashboard_assets_dir(),
             presence_batch: Duration::from_millis(50),
             presence_down: Duration::from_secs(5),
+            node_name: None,
         }
     }
 }
@@ -419,6 +423,7 @@ impl Config {
                 .unwrap_or(d.dashboard_assets_dir),
             presence_batch: ms(s.presence_batch_ms),
             presence_down: ms(s.presence_down_ms),
+            node_name: s.node_name.clone(),
         })
     }
 }

@@ -21,13 +21,15 @@
 //! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
 //!   `presence_diff`s; untracks when a channel ends; replicated between phx-server nodes.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
+//! - [`dashboard`]: the live dashboard on the admin listener (`/dashboard`, `ADMIN_TOKEN`),
+//!   fed over a Phoenix socket of its own.
 //! - [`http`]: axum routes and the serve loop; [`settings`]: every setting declared once
 //!   (variable, flag, default, range; a TOML file; the reference tables); [`config`]: what the
 //!   server runs with, made from them;
 //!   [`body_timeout`]: the error a slow request body fails with.
 //!
 //! Dependencies between modules point one way (`config` ← `context` ← `socket`/`channel` ←
-//! `router` ← `endpoint` ← `session` ← `transport` ← `http`); `scripts/module_cycles.py`
+//! `router` ← `endpoint` ← `session` ← `transport` ← `dashboard` ← `http`); `scripts/module_cycles.py`
 //! checks there is no circle. The crate has no SQL driver: applications (the Rumbl crate in
 //! this repository) bring their own storage.
 //!
@@ -58,6 +60,7 @@ pub mod channel;
 pub mod config;
 pub mod conn;
 pub mod context;
+pub mod dashboard;
 pub mod endpoint;
 pub mod frame;
 pub mod http;

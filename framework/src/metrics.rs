@@ -436,7 +436,8 @@ impl Collector for Process {
     }
 }
 
-fn resident_bytes() -> Option<i64> {
+/// VmRSS of this process in bytes, from `/proc/self/status`; the dashboard reads it too.
+pub(crate) fn resident_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -56,6 +56,12 @@ impl Router {
         self
     }
 
+    /// Every pattern, as written and in order: what the dashboard lists channels under
+    /// (the metrics' `channels` family cannot enumerate its children).
+    pub fn patterns(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.routes.iter().map(|(_, _, _, pattern)| pattern)
+    }
+
     /// The factory and channel name for `topic`, if a route matches.
     pub fn route(&self, topic: &str) -> Option<(&ChannelFactory, &'static str)> {
         self.matching(topic).map(|(f, name, _)| (f, name))

@@ -1,5 +1,6 @@
 //! The admin listener (`ADMIN_PORT`, on `ADMIN_HOST`, loopback by default): `/metrics` for
-//! Prometheus, kept off the public port so that only the operator's side can scrape it.
+//! Prometheus and the live `/dashboard` ([`crate::dashboard`]), kept off the public port so
+//! that only the operator's side can reach them.
 
 use std::time::Duration;
 
@@ -15,14 +16,17 @@ use tower_service::Service;
 use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 
-/// Connections the admin listener serves at once; more wait in the backlog.
-const ADMIN_CONNECTIONS: usize = 16;
+/// Connections the admin listener serves at once; more wait in the backlog. Each open
+/// dashboard page holds one for as long as it is open (its socket), and only a holder of
+/// `ADMIN_TOKEN` can do that, so a few dozen leave room for the scrapes.
+const ADMIN_CONNECTIONS: usize = 32;
 
-/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text) and
-/// `/healthz`. Applications may merge their own operator-only routes into it.
+/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text), `/healthz`
+/// and the dashboard (`/dashboard`, its assets and its socket; see [`crate::dashboard`]).
+/// Applications may merge their own operator-only routes into it.
 pub fn admin_router(endpoint: &Endpoint) -> Router {
     let ep = endpoint.clone();
-    Router::new()
+    crate::dashboard::routes(endpoint)
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -38,9 +42,16 @@ pub fn admin_router(endpoint: &Endpoint) -> Router {
         )
 }
 
-/// Serves `app` (usually [`admin_router`]) on `listener` until the task is dropped: HTTP/1,
-/// a head within `HTTP_HEADER_TIMEOUT_MS`, at most a few connections at once.
+/// Serves `app` (usually [`admin_router`]) on `listener` until the task is dropped: HTTP/1
+/// with upgrades (the dashboard's WebSocket), a head within `HTTP_HEADER_TIMEOUT_MS`, at most
+/// a few connections at once. With `ADMIN_TOKEN` set, this node's dashboard snapshots are
+/// published meanwhile ([`crate::dashboard::publisher`]), for every node's dashboard.
 pub async fn serve_admin(endpoint: &Endpoint, listener: TcpListener, app: Router) {
+    let _publisher = endpoint
+        .config()
+        .admin_token
+        .is_some()
+        .then(|| AbortOnDrop(crate::dashboard::publisher::spawn(endpoint)));
     let header_timeout = endpoint.config().http_header_timeout;
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(ADMIN_CONNECTIONS));
     loop {
@@ -65,8 +76,18 @@ pub async fn serve_admin(endpoint: &Endpoint, listener: TcpListener, app: Router
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
                 .await;
             drop(permit);
         });
+    }
+}
+
+/// Stops the publisher when the admin server's future is dropped (its documented way to end).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -178,8 +178,8 @@ pub struct Settings {
         help_heading = "Cluster"
     )]
     pub redis_url: String,
-    /// With `redis`: this node's name on the wire (required; unique in the cluster, never an
-    /// Elixir node's name; at most 255 bytes).
+    /// This node's name: with `redis`, on the wire (required; unique in the cluster, never an
+    /// Elixir node's name; at most 255 bytes); on the dashboard in any case (unset: `local`).
     #[arg(long, env = "NODE_NAME", value_parser = node_name, help_heading = "Cluster")]
     pub node_name: Option<String>,
     /// The Elixir app's PubSub module (`Rumbl.PubSub`): names the Redis channel
