@@ -34,14 +34,18 @@ pub async fn open_store(
 
 /// The fixture's endpoint (its secret and check_origin host): `/socket` is the fixture's
 /// socket, routing its own channels and Rumbl's `videos:*` in fixture mode.
+///
+/// Rumbl's store calls are timed into the endpoint's `phx_store_duration_seconds`.
 pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
-    Endpoint::builder(phx_fixture::configure(config))
+    let builder = Endpoint::builder(phx_fixture::configure(config));
+    let timed = rumbl::app::timed(store, builder.metrics());
+    builder
         .socket(
             "/socket",
             phx_fixture::FixtureSocket,
-            rumbl::app::fixture_routes(phx_fixture::router(), store.clone()),
+            rumbl::app::fixture_routes(phx_fixture::router(), timed.clone()),
         )
-        .readiness_check(rumbl::app::store_check(store))
+        .readiness_check(rumbl::app::store_check(timed))
         .build()
 }
 

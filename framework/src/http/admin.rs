@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 /// Connections the admin listener serves at once; more wait in the backlog.
 const ADMIN_CONNECTIONS: usize = 16;
 
-/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text) and
+/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text, through
+/// [`Endpoint::render_metrics`] so the scrape-time series are current) and
 /// `/healthz`. Applications may merge their own operator-only routes into it.
 pub fn admin_router(endpoint: &Endpoint) -> Router {
     let ep = endpoint.clone();
@@ -31,7 +32,7 @@ pub fn admin_router(endpoint: &Endpoint) -> Router {
                 async move {
                     (
                         [(CONTENT_TYPE, Metrics::CONTENT_TYPE)],
-                        ep.metrics().render(),
+                        ep.render_metrics(),
                     )
                 }
             }),
