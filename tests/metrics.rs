@@ -162,12 +162,18 @@ async fn metrics(addr: std::net::SocketAddr) -> Scrape {
 /// The first frame on `ws` that is a `["..", ref, .., "phx_reply", ..]` with `reference`,
 /// skipping (and counting) the broadcasts before it.
 async fn reply_to(ws: &mut Ws, reference: &str) -> usize {
+    reply_frame(ws, reference).await.0
+}
+
+/// [`reply_to`], with the reply's status.
+async fn reply_frame(ws: &mut Ws, reference: &str) -> (usize, String) {
     let mut skipped = 0;
     loop {
         let frame: serde_json::Value =
             serde_json::from_str(&next_text(ws).await).expect("a JSON frame");
         if frame[1] == reference && frame[3] == "phx_reply" {
-            return skipped;
+            let status = frame[4]["status"].as_str().unwrap_or_default().to_string();
+            return (skipped, status);
         }
         skipped += 1;
     }
@@ -392,13 +398,14 @@ async fn store_operations_are_timed_by_name() {
             .await
             .expect("connect");
     send(&mut ws, r#"["1","1","videos:7","phx_join",{}]"#).await;
-    assert_eq!(reply_to(&mut ws, "1").await, 0);
+    assert_eq!(reply_frame(&mut ws, "1").await, (0, "ok".to_string()));
     send(
         &mut ws,
         r#"["1","2","videos:7","new_annotation",{"body":"hi","at":3}]"#,
     )
     .await;
-    assert_eq!(reply_to(&mut ws, "2").await, 1, "the broadcast, then the reply");
+    // The viewers' presence and the annotation's broadcast come first.
+    assert_eq!(reply_frame(&mut ws, "2").await.1, "ok", "committed");
     let s = metrics(admin).await;
     assert_eq!(histogram_count(&s, "phx_store_duration_seconds", &list), 1.0);
     assert_eq!(histogram_count(&s, "phx_store_duration_seconds", &insert), 1.0);
