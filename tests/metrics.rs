@@ -191,7 +191,11 @@ async fn fanout_size_and_sampled_broadcast_to_write() {
     }
     let s = metrics(admin).await;
     assert_eq!(histogram_count(&s, "phx_fanout_size", &[]), 0.0);
-    assert_eq!(value(&s, "phx_outbox_bytes", &[]), 0.0, "idle: nothing queued");
+    assert_eq!(
+        value(&s, "phx_outbox_bytes", &[]),
+        0.0,
+        "idle: nothing queued"
+    );
 
     // One broadcast to the three joined sockets: one observation of 3.
     send(&mut socks[0], r#"["1","2","room:fan","shout",{"n":0}]"#).await;
@@ -250,7 +254,9 @@ async fn outbox_bytes_count_what_waits_for_a_longpoll_client_and_its_write_is_ti
     for n in 0..64 {
         let b = format!(r#"{{"topic":"room:lp","event":"e","payload":{{"n":{n}}}}}"#);
         assert_eq!(
-            request(server.addr, "POST", "/fixture/broadcast", &b).await.0,
+            request(server.addr, "POST", "/fixture/broadcast", &b)
+                .await
+                .0,
             204
         );
     }
@@ -312,7 +318,8 @@ async fn presence_entries_follow_tracks_and_leaves() {
         assert_eq!(reply_to(&mut ws, "1").await, 0);
         // presence_state is pushed after the track: once it is here, the entry is counted.
         loop {
-            let f: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).expect("json");
+            let f: serde_json::Value =
+                serde_json::from_str(&next_text(&mut ws).await).expect("json");
             if f[3] == "presence_state" {
                 break;
             }
@@ -322,14 +329,20 @@ async fn presence_entries_follow_tracks_and_leaves() {
     let s = metrics(admin).await;
     assert_eq!(value(&s, "phx_presence_entries", &[]), 2.0);
     // The joins' diffs first: a leave in the same window as its join would cancel it.
-    assert_eq!(keys_in(&mut diffs, "joins").await, keys(&["anon-a", "anon-b"]));
+    assert_eq!(
+        keys_in(&mut diffs, "joins").await,
+        keys(&["anon-a", "anon-b"])
+    );
 
     for ws in &mut socks {
         send(ws, r#"["1","2","presence:m","phx_leave",{}]"#).await;
         reply_to(ws, "2").await;
     }
     // Untracked once both leaves were diffed.
-    assert_eq!(keys_in(&mut diffs, "leaves").await, keys(&["anon-a", "anon-b"]));
+    assert_eq!(
+        keys_in(&mut diffs, "leaves").await,
+        keys(&["anon-a", "anon-b"])
+    );
     let s = metrics(admin).await;
     assert_eq!(value(&s, "phx_presence_entries", &[]), 0.0);
 }
@@ -386,17 +399,20 @@ async fn store_operations_are_timed_by_name() {
     let insert = [("operation", "insert_annotation")];
     let list = [("operation", "list_annotations")];
     assert!(
-        !s.samples.iter().any(|x| x.metric == "phx_store_duration_seconds"
-            && x.labels.get("operation") == Some("insert_annotation")
-            && matches!(&x.value, Value::Histogram(b) if b.iter().any(|c| c.count > 0.0))),
+        !s.samples
+            .iter()
+            .any(|x| x.metric == "phx_store_duration_seconds"
+                && x.labels.get("operation") == Some("insert_annotation")
+                && matches!(&x.value, Value::Histogram(b) if b.iter().any(|c| c.count > 0.0))),
         "nothing timed yet"
     );
 
     let token = endpoint.sign_token(rumbl::user_socket::USER_SALT, &Term::Int(42));
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/socket/websocket?vsn=2.0.0&token={token}"))
-            .await
-            .expect("connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{addr}/socket/websocket?vsn=2.0.0&token={token}"
+    ))
+    .await
+    .expect("connect");
     send(&mut ws, r#"["1","1","videos:7","phx_join",{}]"#).await;
     assert_eq!(reply_frame(&mut ws, "1").await, (0, "ok".to_string()));
     send(
@@ -407,8 +423,14 @@ async fn store_operations_are_timed_by_name() {
     // The viewers' presence and the annotation's broadcast come first.
     assert_eq!(reply_frame(&mut ws, "2").await.1, "ok", "committed");
     let s = metrics(admin).await;
-    assert_eq!(histogram_count(&s, "phx_store_duration_seconds", &list), 1.0);
-    assert_eq!(histogram_count(&s, "phx_store_duration_seconds", &insert), 1.0);
+    assert_eq!(
+        histogram_count(&s, "phx_store_duration_seconds", &list),
+        1.0
+    );
+    assert_eq!(
+        histogram_count(&s, "phx_store_duration_seconds", &insert),
+        1.0
+    );
     let ensured = [("operation", "ensure_video")];
     assert!(histogram_count(&s, "phx_store_duration_seconds", &ensured) >= 1.0);
     store.close().await;

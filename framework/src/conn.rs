@@ -117,9 +117,11 @@ impl ConnHandle {
     /// transport can time the frame from `published` to its write.
     pub fn send_sampled(&self, frame: OutFrame, published: Instant) -> bool {
         let weight = frame.len();
-        let sent =
-            self.outbox
-                .send_then(Outgoing::Frame(frame), weight, Outgoing::Published(published));
+        let sent = self.outbox.send_then(
+            Outgoing::Frame(frame),
+            weight,
+            Outgoing::Published(published),
+        );
         self.sent(sent)
     }
 
@@ -215,7 +217,10 @@ mod tests {
         assert_eq!(conn.queued_bytes(), 42, "7 + 5 queued, 30 held");
         let items: Vec<Outgoing> = conn.outbox().take_all().collect();
         assert!(matches!(items[0], Outgoing::Frame(_)), "{items:?}");
-        assert!(matches!(items[1], Outgoing::Published(t) if t == at), "{items:?}");
+        assert!(
+            matches!(items[1], Outgoing::Published(t) if t == at),
+            "{items:?}"
+        );
         assert!(matches!(items[2], Outgoing::Frame(_)), "{items:?}");
         assert_eq!(conn.queued_bytes(), 30);
     }

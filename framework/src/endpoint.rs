@@ -17,9 +17,9 @@ use rand::Rng;
 
 use crate::config::{Config, SocketOptions};
 use crate::conn::ConnHandle;
-use crate::metrics::TransportLabels;
 use crate::context::Context;
 use crate::metrics::Metrics;
+use crate::metrics::TransportLabels;
 use crate::pubsub::AdapterStatus;
 use crate::pubsub::PubSub;
 use crate::readiness::Check;

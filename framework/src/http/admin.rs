@@ -29,12 +29,7 @@ pub fn admin_router(endpoint: &Endpoint) -> Router {
             "/metrics",
             get(move || {
                 let ep = ep.clone();
-                async move {
-                    (
-                        [(CONTENT_TYPE, Metrics::CONTENT_TYPE)],
-                        ep.render_metrics(),
-                    )
-                }
+                async move { ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], ep.render_metrics()) }
             }),
         )
 }

@@ -298,7 +298,8 @@ mod tests {
             let mut text = String::new();
             text.push_str(&metrics.render());
             assert!(
-                text.contains("phx_fanout_size_count 3") && text.contains("phx_fanout_size_sum 200.0"),
+                text.contains("phx_fanout_size_count 3")
+                    && text.contains("phx_fanout_size_sum 200.0"),
                 "{text}"
             );
         })

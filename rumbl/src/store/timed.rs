@@ -165,8 +165,11 @@ impl AnnotationStore for TimedStore {
     }
 
     async fn post_annotation(&self, post: Post) -> Result<Annotation, StoreError> {
-        self.timed(Operation::InsertAnnotation, self.inner.post_annotation(post))
-            .await
+        self.timed(
+            Operation::InsertAnnotation,
+            self.inner.post_annotation(post),
+        )
+        .await
     }
 
     async fn ensure_video(&self, id: i64) -> Result<(), StoreError> {
