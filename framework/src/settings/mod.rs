@@ -16,6 +16,7 @@
 
 pub mod file;
 pub mod report;
+mod resolve;
 
 use std::path::PathBuf;
 
