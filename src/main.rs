@@ -208,6 +208,12 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     let settings = cli.command.settings().clone();
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.framework.rust_log) {
+        return config_error(format!(
+            "invalid RUST_LOG={:?}: {e}",
+            settings.framework.rust_log
+        ));
+    }
     let config = match Config::from_settings(&settings.framework) {
         Ok(c) => (c, RumblConfig::from_settings(&settings.app)),
         Err(e) => return config_error(e),

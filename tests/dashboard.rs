@@ -14,10 +14,15 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
-/// GET `path` on `addr` with `Connection: close`: (status, body).
+/// GET `path` on `addr` with `Connection: close`, addressed to `addr`: (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    get_as(addr, &addr.to_string(), path).await
+}
+
+/// GET `path` on `addr` with the `Host` header `host`: (status, body).
+async fn get_as(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("write");
     let mut raw = String::new();
     s.read_to_string(&mut raw).await.expect("read");
@@ -65,6 +70,17 @@ async fn next_snapshot(ws: &mut Ws) -> Value {
         if frame[2] == "dashboard:stats" && frame[3] == "snapshot" {
             return frame[4].clone();
         }
+    }
+}
+
+#[tokio::test]
+async fn a_request_to_another_host_name_is_refused_dns_rebinding() {
+    let (_server, admin) = start_with_admin(Some(TOKEN)).await;
+    for path in ["/dashboard", "/metrics"] {
+        let (status, body) = get_as(admin, "evil.example:4001", path).await;
+        assert_eq!(status, 421, "{path}: {body}");
+        let (status, _) = get_as(admin, &format!("localhost:{}", admin.port()), path).await;
+        assert_ne!(status, 421, "{path} via localhost");
     }
 }
 

@@ -11,13 +11,15 @@ use phx_channels::settings::at_least;
 /// Rumbl's settings as `clap` arguments (flag, variable, TOML key, default).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RumblSettings {
-    /// `postgres://user:password@host/db` or `sqlite://path` (a password in it is masked in
-    /// output). Unset: the embedded SQLite demo database `./data/rumbl.sqlite3`, created,
+    /// `postgres://user:password@host/db` (also `postgresql://`, and `ecto://` as a Phoenix
+    /// release's runtime.exs writes it) or `sqlite://path`; a password in it is masked in
+    /// output. Unset: the embedded SQLite demo database `./data/rumbl.sqlite3`, created,
     /// migrated and seeded on first start.
     #[arg(
         long,
         env = "DATABASE_URL",
         hide_env_values = true,
+        value_parser = database_url,
         help_heading = "Application (Rumbl)"
     )]
     pub database_url: Option<String>,
@@ -28,6 +30,13 @@ pub struct RumblSettings {
     /// `./vendor-js/dist`, else the one beside the source tree.
     #[arg(long, env = "ASSETS_DIR", help_heading = "Application (Rumbl)")]
     pub assets_dir: Option<PathBuf>,
+}
+
+/// A `DATABASE_URL` the store can open (checked at start, so `phx-server config` catches it).
+fn database_url(s: &str) -> Result<String, String> {
+    crate::store::DatabaseUrl::parse(Some(s))
+        .map(|_| s.to_string())
+        .map_err(|_| "must be a postgres://, postgresql://, ecto:// or sqlite://path URL".into())
 }
 
 /// Where Rumbl keeps its data and finds its assets.

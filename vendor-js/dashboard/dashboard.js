@@ -187,7 +187,9 @@ function connect(token){
   if(socket) socket.disconnect()
   let opened = false
   setStatus("connecting", "Connecting…")
-  socket = new Socket(root.dataset.socket, {params: {token}})
+  // authToken, not params: the token travels in the Sec-WebSocket-Protocol header, not in
+  // the URL that proxies and tunnels log.
+  socket = new Socket(root.dataset.socket, {authToken: token})
   socket.onOpen(() => { opened = true })
   socket.onError(() => {
     if(!opened){

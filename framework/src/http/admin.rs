@@ -2,6 +2,7 @@
 //! Prometheus and the live `/dashboard` ([`crate::dashboard`]), kept off the public port so
 //! that only the operator's side can reach them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::header::CONTENT_TYPE;
@@ -16,9 +17,9 @@ use tower_service::Service;
 use crate::endpoint::Endpoint;
 use crate::metrics::Metrics;
 
-/// Connections the admin listener serves at once; more wait in the backlog. Each open
-/// dashboard page holds one for as long as it is open (its socket), and only a holder of
-/// `ADMIN_TOKEN` can do that, so a few dozen leave room for the scrapes.
+/// HTTP connections the admin listener serves at once; more wait in the backlog (each must
+/// send its head within `HTTP_HEADER_TIMEOUT_MS`). A dashboard's socket leaves its slot once
+/// upgraded (hyper hands the connection over), so open dashboards do not use these up.
 const ADMIN_CONNECTIONS: usize = 32;
 
 /// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text, through
@@ -27,6 +28,7 @@ const ADMIN_CONNECTIONS: usize = 32;
 /// Applications may merge their own operator-only routes into it.
 pub fn admin_router(endpoint: &Endpoint) -> Router {
     let ep = endpoint.clone();
+    let admin_host: Arc<str> = endpoint.config().admin_host.as_str().into();
     crate::dashboard::routes(endpoint)
         .route("/healthz", get(|| async { "ok" }))
         .route(
@@ -36,6 +38,66 @@ pub fn admin_router(endpoint: &Endpoint) -> Router {
                 async move { ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], ep.render_metrics()) }
             }),
         )
+        .layer(axum::middleware::from_fn(move |req, next| {
+            let admin_host = admin_host.clone();
+            async move { host_guard(&admin_host, req, next).await }
+        }))
+}
+
+/// DNS rebinding: a page on `evil.example`, re-pointed at 127.0.0.1, would reach this
+/// listener through an operator's browser as a same-origin page of `evil.example`. The
+/// admin routes answer only requests addressed to an IP literal, `localhost` or `ADMIN_HOST`
+/// (a name an attacker cannot make the browser send); anything else gets 421.
+async fn host_guard(
+    admin_host: &str,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if host_allowed(host, admin_host) {
+        next.run(req).await
+    } else {
+        (
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            "the admin listener answers requests to its IP address, localhost or ADMIN_HOST only\n",
+        )
+            .into_response()
+    }
+}
+
+/// Whether a `Host` header (`name[:port]`, `[v6]:port`) names this listener safely.
+fn host_allowed(host: &str, admin_host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    !name.is_empty()
+        && (name.parse::<std::net::IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || name.eq_ignore_ascii_case(admin_host.trim_matches(|c| c == '[' || c == ']')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_ip_literals_localhost_and_admin_host_are_answered() {
+        assert!(host_allowed("127.0.0.1:4001", "127.0.0.1"));
+        assert!(host_allowed("[::1]:4001", "127.0.0.1"));
+        assert!(host_allowed("localhost:4001", "127.0.0.1"));
+        assert!(host_allowed("ops.internal:4001", "ops.internal"));
+        assert!(host_allowed("10.0.0.5", "0.0.0.0"));
+        assert!(!host_allowed("evil.example:4001", "127.0.0.1"));
+        assert!(!host_allowed("", "127.0.0.1"));
+        assert!(!host_allowed(":4001", "127.0.0.1"));
+    }
 }
 
 /// Serves `app` (usually [`admin_router`]) on `listener` until the task is dropped: HTTP/1

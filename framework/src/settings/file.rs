@@ -110,7 +110,10 @@ impl SettingsFile {
                     })
                 }
             };
-            values.insert(key, text);
+            // An empty value is unset, as an empty variable is: the setting keeps its default.
+            if !text.is_empty() {
+                values.insert(key, text);
+            }
         }
         Ok(SettingsFile {
             path: path.to_path_buf(),
@@ -142,7 +145,12 @@ impl SettingsFile {
         for (key, value) in &self.values {
             if cmd.get_arguments().any(|a| a.get_id() == key.as_str()) {
                 let value = value.clone();
-                cmd = cmd.mut_arg(key.as_str(), |a| a.default_value(value));
+                // A secret from the file becomes a default; `--help` prints defaults, so it
+                // must not print this one (as it does not print a secret variable's value).
+                cmd = cmd.mut_arg(key.as_str(), |a| {
+                    let hide = a.is_hide_env_values_set();
+                    a.default_value(value).hide_default_value(hide)
+                });
             }
         }
         let names: Vec<String> = cmd

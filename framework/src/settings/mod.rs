@@ -47,7 +47,7 @@ pub struct Settings {
     pub secret_key_base: Option<String>,
     /// The endpoint's `url: [host: ...]`, which `CHECK_ORIGIN=true` compares origins with.
     /// Unset: `localhost`.
-    #[arg(long, env = "PHX_HOST", help_heading = "Endpoint")]
+    #[arg(long, env = "PHX_HOST", value_parser = non_empty, help_heading = "Endpoint")]
     pub phx_host: Option<String>,
     /// `true` (an origin's host must equal `PHX_HOST`; scheme and port ignored), `false`, or
     /// a comma list such as `//example.com,https://*.example.org`. Unset: `true`, except that
@@ -177,7 +177,8 @@ pub struct Settings {
         default_value = "redis://127.0.0.1:6379",
         hide_env_values = true,
         help_heading = "Cluster"
-    )]
+    ,
+        value_parser = redis_url)]
     pub redis_url: String,
     /// This node's name: with `redis`, on the wire (required; unique in the cluster, never an
     /// Elixir node's name; at most 255 bytes); on the dashboard in any case (unset: `local`).
@@ -300,21 +301,44 @@ fn admin_token(s: &str) -> Result<String, String> {
 }
 
 fn check_origin(s: &str) -> Result<CheckOrigin, String> {
-    Ok(match s.trim() {
-        "true" => CheckOrigin::Host,
-        "false" => CheckOrigin::Off,
-        list => {
-            let origins: Vec<String> = list
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
-            if origins.is_empty() {
-                return Err("must be true, false or a comma list of origins".into());
-            }
-            CheckOrigin::List(origins)
-        }
-    })
+    const WHAT: &str =
+        "must be true, false or a comma list of origins such as //example.com,https://*.example.org";
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("true") {
+        return Ok(CheckOrigin::Host);
+    }
+    if s.eq_ignore_ascii_case("false") {
+        return Ok(CheckOrigin::Off);
+    }
+    let origins: Vec<String> = s
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Each origin needs a host after `//` (Phoenix refuses an origin without one): `TRUE`,
+    // `1` or `yes` are mistakes, not a list that would refuse every page.
+    let has_host = |o: &String| {
+        o.split_once("//")
+            .is_some_and(|(_, host)| !host.is_empty() && !host.starts_with(':'))
+    };
+    if origins.is_empty() || !origins.iter().all(has_host) {
+        return Err(WHAT.into());
+    }
+    Ok(CheckOrigin::List(origins))
+}
+
+fn redis_url(s: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    s.into_connection_info()
+        .map(|_| s.to_string())
+        .map_err(|_| "must be a redis:// (or rediss://, redis+unix://) URL".into())
+}
+
+fn non_empty(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (leave it unset for the default)".into());
+    }
+    Ok(s.to_string())
 }
 
 fn socket_transports(s: &str) -> Result<SocketOptions, String> {
@@ -322,6 +346,9 @@ fn socket_transports(s: &str) -> Result<SocketOptions, String> {
 }
 
 fn node_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
     if s.len() > 255 {
         return Err("an Erlang atom holds at most 255 bytes".into());
     }

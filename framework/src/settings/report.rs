@@ -94,21 +94,23 @@ pub fn effective(cmd: &Command, matches: &ArgMatches, file: Option<&SettingsFile
         .collect()
 }
 
-/// A secret as it may be shown: a URL keeps everything but its password; anything else shows
-/// only its length.
+/// A secret as it may be shown, failing closed: a URL keeps its scheme, user, host and path,
+/// but its password (found by the last `@`, so a `/` or `:` in it does not matter) and its
+/// whole query (`?password=`, `?sslpassword=`) are masked; anything else shows only its length.
 pub fn mask(value: &str) -> String {
     if let Some((scheme, rest)) = value.split_once("://") {
-        let (authority, tail) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, _query)) => (rest, "?****"),
             None => (rest, ""),
         };
-        return match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:****@{host}{tail}"),
-                None => value.to_string(),
+        let rest = match rest.rsplit_once('@') {
+            Some((userinfo, after)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{user}:****@{after}"),
+                None => format!("{userinfo}@{after}"),
             },
-            None => value.to_string(),
+            None => rest.to_string(),
         };
+        return format!("{scheme}://{rest}{query}");
     }
     format!("**** ({} bytes)", value.len())
 }
@@ -265,5 +267,15 @@ mod tests {
             "redis://:****@127.0.0.1:6379"
         );
         assert_eq!(mask("0123456789abcdefghij"), "**** (20 bytes)");
+        // A slash or colon in the password, a password in the query: still masked.
+        assert_eq!(mask("postgres://u:p/w@h/db"), "postgres://u:****@h/db");
+        assert_eq!(
+            mask("postgres://u:p:w@h:5432/db"),
+            "postgres://u:****@h:5432/db"
+        );
+        assert_eq!(
+            mask("postgres://h/db?password=hunter2&sslmode=require"),
+            "postgres://h/db?****"
+        );
     }
 }

@@ -37,10 +37,10 @@ impl Config {
         }
         let pubsub = match s.pubsub_adapter.as_str() {
             "redis" => {
-                let node_name = s.node_name.clone().ok_or(ConfigError::new(
-                    "NODE_NAME",
-                    "",
-                    "required with PUBSUB_ADAPTER=redis, and unique per node",
+                let node_name = s.node_name.clone().ok_or(ConfigError::Value(
+                    "NODE_NAME is required with PUBSUB_ADAPTER=redis (this node's name on the \
+                     wire, unique in the cluster)"
+                        .into(),
                 ))?;
                 PubSubConfig::Redis(RedisConfig {
                     url: s.redis_url.clone(),

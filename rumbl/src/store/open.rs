@@ -86,6 +86,11 @@ impl DatabaseUrl {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Ok(DatabaseUrl::Postgres(url.to_string()));
         }
+        // `ecto://USER:PASS@HOST/DATABASE` is the form a Phoenix release's runtime.exs
+        // documents for DATABASE_URL: the same thing for Postgres.
+        if let Some(rest) = url.strip_prefix("ecto://") {
+            return Ok(DatabaseUrl::Postgres(format!("postgres://{rest}")));
+        }
         if let Some(rest) = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))
@@ -99,7 +104,7 @@ impl DatabaseUrl {
             return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
         }
         Err(StoreError::Invalid(format!(
-            "unsupported database URL (expected postgres://, postgresql:// or sqlite://): {}",
+            "unsupported database URL (expected postgres://, postgresql://, ecto:// or sqlite://): {}",
             redact(url)
         )))
     }

@@ -115,12 +115,28 @@ impl TimedStore {
         Arc::new(TimedStore { inner, timings })
     }
 
-    /// Runs `call`, observing how long it took under `op`.
+    /// Runs `call`, observing how long it took under `op` — also when the caller gives up
+    /// on it (a channel's `timeout(DB_TIMEOUT, ...)` drops the future): the slowest calls are
+    /// the ones an operator most needs to see, so the observation is made on drop.
     async fn timed<T>(&self, op: Operation, call: impl Future<Output = T>) -> T {
-        let started = Instant::now();
-        let out = call.await;
-        self.timings[op as usize].observe(started.elapsed().as_secs_f64());
-        out
+        let _timing = Timing {
+            histogram: &self.timings[op as usize],
+            started: Instant::now(),
+        };
+        call.await
+    }
+}
+
+/// Observes its age into `histogram` when dropped: after the call returned, or when the call's
+/// future was dropped unfinished.
+struct Timing<'a> {
+    histogram: &'a Histogram,
+    started: Instant,
+}
+
+impl Drop for Timing<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed().as_secs_f64());
     }
 }
 
