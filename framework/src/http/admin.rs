@@ -83,23 +83,6 @@ fn host_allowed(host: &str, admin_host: &str) -> bool {
             || name.eq_ignore_ascii_case(admin_host.trim_matches(|c| c == '[' || c == ']')))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::host_allowed;
-
-    #[test]
-    fn only_ip_literals_localhost_and_admin_host_are_answered() {
-        assert!(host_allowed("127.0.0.1:4001", "127.0.0.1"));
-        assert!(host_allowed("[::1]:4001", "127.0.0.1"));
-        assert!(host_allowed("localhost:4001", "127.0.0.1"));
-        assert!(host_allowed("ops.internal:4001", "ops.internal"));
-        assert!(host_allowed("10.0.0.5", "0.0.0.0"));
-        assert!(!host_allowed("evil.example:4001", "127.0.0.1"));
-        assert!(!host_allowed("", "127.0.0.1"));
-        assert!(!host_allowed(":4001", "127.0.0.1"));
-    }
-}
-
 /// Serves `app` (usually [`admin_router`]) on `listener` until the task is dropped: HTTP/1
 /// with upgrades (the dashboard's WebSocket), a head within `HTTP_HEADER_TIMEOUT_MS`, at most
 /// a few connections at once. With `ADMIN_TOKEN` set, this node's dashboard snapshots are
@@ -147,5 +130,22 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_allowed;
+
+    #[test]
+    fn only_ip_literals_localhost_and_admin_host_are_answered() {
+        assert!(host_allowed("127.0.0.1:4001", "127.0.0.1"));
+        assert!(host_allowed("[::1]:4001", "127.0.0.1"));
+        assert!(host_allowed("localhost:4001", "127.0.0.1"));
+        assert!(host_allowed("ops.internal:4001", "ops.internal"));
+        assert!(host_allowed("10.0.0.5", "0.0.0.0"));
+        assert!(!host_allowed("evil.example:4001", "127.0.0.1"));
+        assert!(!host_allowed("", "127.0.0.1"));
+        assert!(!host_allowed(":4001", "127.0.0.1"));
     }
 }
