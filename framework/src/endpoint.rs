@@ -20,6 +20,7 @@ use crate::conn::ConnHandle;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::metrics::TransportLabels;
+use crate::pubsub::history::History;
 use crate::pubsub::AdapterStatus;
 use crate::pubsub::PubSub;
 use crate::readiness::Check;
@@ -101,9 +102,21 @@ impl EndpointBuilder {
 
     /// Builds the endpoint.
     pub fn build(self) -> Endpoint {
+        let context = Context::new(self.config);
+        // History routes of every mount, handed to the fan-out before the first broadcast.
+        let mut history = History::new(context.metrics().clone());
+        for mount in &self.mounts {
+            for (pattern, options) in mount.router.histories() {
+                history.route(pattern, options);
+            }
+        }
+        if !history.is_empty() {
+            // A fresh context: nothing was installed before.
+            let _ = context.pubsub().local.install_history(history);
+        }
         Endpoint {
             inner: Arc::new(Inner {
-                context: Context::new(self.config),
+                context,
                 live: DashMap::new(),
                 draining: AtomicBool::new(false),
                 mounts: self.mounts,

@@ -5,11 +5,12 @@
 //! read lock. A broadcast is encoded at most once per serializer, lazily on the first
 //! subscriber that needs it, and every other subscriber gets a clone of the same bytes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 use phx_protocol::Serializer;
 
+use super::history::{History, HistoryStore};
 use super::{BroadcastMsg, Interceptor};
 use crate::conn::{ConnHandle, OutFrame};
 use crate::metrics::Metrics;
@@ -53,6 +54,9 @@ pub struct LocalPubSub {
     topics: DashMap<Box<str>, Vec<Subscriber>>,
     /// Counters.
     metrics: Arc<Metrics>,
+    /// The endpoint's history routes, set once when it is built; never set for an endpoint
+    /// without any, so their fan-out pays one atomic load for the feature.
+    history: OnceLock<History>,
 }
 
 impl Default for LocalPubSub {
@@ -67,7 +71,20 @@ impl LocalPubSub {
         LocalPubSub {
             topics: DashMap::new(),
             metrics,
+            history: OnceLock::new(),
         }
+    }
+
+    /// Turns history on for `history`'s routes. Once only, before the first broadcast (the
+    /// endpoint does it when it is built); a second call gives the value back.
+    pub fn install_history(&self, history: History) -> Result<(), History> {
+        self.history.set(history)
+    }
+
+    /// The history store of `topic`, if its route keeps history.
+    #[inline]
+    pub fn history(&self, topic: &str) -> Option<&Arc<HistoryStore>> {
+        self.history.get()?.store_for(topic)
     }
 
     /// Adds a subscriber.
@@ -96,8 +113,16 @@ impl LocalPubSub {
         self.topics.get(topic).map_or(0, |s| s.len())
     }
 
-    /// Delivers `msg` to every subscriber of its topic; returns how many got it.
+    /// Delivers `msg` to every subscriber of its topic; returns how many got it. On a history
+    /// topic the broadcast is stamped and kept, and delivered under the topic's history lock.
     pub fn broadcast(&self, msg: Arc<BroadcastMsg>) -> usize {
+        if let Some(store) = self.history(&msg.topic) {
+            return store.record(&msg, |offset| self.fan_out(&msg, Some(offset)));
+        }
+        self.fan_out(&msg, None)
+    }
+
+    fn fan_out(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) -> usize {
         self.metrics.broadcasts.inc();
         let Some(subs) = self.topics.get(&*msg.topic) else {
             return 0;
@@ -115,11 +140,11 @@ impl LocalPubSub {
                     interceptor,
                 } => {
                     if intercepts.contains(&msg.event.as_str()) {
-                        interceptor.intercept(&msg);
+                        interceptor.intercept(msg, offset);
                         delivered += 1;
-                    } else if interceptor.hold(&msg) {
+                    } else if interceptor.hold(msg, offset) {
                         delivered += 1;
-                    } else if let Some(frame) = cache.get(conn.serializer(), &msg) {
+                    } else if let Some(frame) = cache.get(conn.serializer(), msg) {
                         if conn.send_frame(frame) {
                             delivered += 1;
                         }
@@ -132,7 +157,7 @@ impl LocalPubSub {
                     }
                 }
                 SubscriberKind::Callback(f) => {
-                    f(&msg);
+                    f(msg);
                     delivered += 1;
                 }
             }
