@@ -205,7 +205,7 @@ describe("history:* (message history and recovery, phx-server extension)", () =>
     assert.equal(reference.length, pub.ok + 1);
     assert.equal(a.cur.replies[1].recovered, true, JSON.stringify(a.cur.replies[1]));
     assert.equal(a.cur.replies[1].epoch, a.cur.replies[0].epoch);
-    assert.equal(a.seen.length, reference.length, "no message twice");
+    assert.equal(a.seen.length, reference.length, "as many messages as the observer: none missing, none twice");
     assert.deepEqual(a.seen, reference, "the same messages in the same order as a client that never dropped");
     assert.equal(a.cur.offset, pub.ok + 1, "the cursor counted every broadcast");
   });

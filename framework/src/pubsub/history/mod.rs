@@ -77,10 +77,11 @@ pub use topic::{Delta, TopicLog};
 use crate::metrics::Metrics;
 use crate::topic_pattern::TopicPattern;
 
-/// What one kept broadcast costs besides its payload and event name, counted in `max_bytes`
-/// and `phx_history_bytes`: the entry in the topic's ring, the shared broadcast's allocation
-/// (topic pointer, event and payload headers) and its reference count.
-pub const ENTRY_OVERHEAD: usize = 160;
+/// What one kept broadcast costs besides its payload, topic and event, counted in `max_bytes`
+/// and `phx_history_bytes`: the entry in the topic's ring, and the shared broadcast's
+/// allocation (its fields and the `Arc`'s two counts).
+pub const ENTRY_OVERHEAD: usize =
+    topic::ENTRY_BYTES + std::mem::size_of::<crate::pubsub::BroadcastMsg>() + 16;
 
 /// The endpoint's history routes: which topics are stamped and kept, and where.
 #[derive(Debug)]

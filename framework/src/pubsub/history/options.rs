@@ -14,14 +14,15 @@ pub struct HistoryOptions {
     pub max_messages: usize,
     /// None older than this (counted from when the broadcast was stamped on this node).
     pub max_age: Duration,
-    /// At most this many bytes per topic: each broadcast's payload as JSON text (or its binary
-    /// length), its event name and [`ENTRY_OVERHEAD`](super::ENTRY_OVERHEAD).
+    /// At most this many bytes per topic, as estimated for each kept broadcast: its payload's
+    /// memory (the JSON tree, or the binary's length), topic, event and
+    /// [`ENTRY_OVERHEAD`](super::ENTRY_OVERHEAD).
     pub max_bytes: usize,
 }
 
 impl Default for HistoryOptions {
-    /// 1,000 broadcasts, 300 s, 4 MiB: what the conformance fixture asks for (its 1,000 and
-    /// 300 s), with a byte bound that keeps a topic of 4 KiB payloads within it.
+    /// 1,000 broadcasts, 300 s, 4 MiB: the conformance fixture's 1,000 and 300 s, with a byte
+    /// bound that lets a topic keep its 1,000 broadcasts of small (≤ ~3 KiB) payloads.
     fn default() -> Self {
         HistoryOptions {
             max_messages: 1_000,

@@ -176,3 +176,24 @@ fn store_accounts_memory_and_sweeps_idle_topics() {
     assert_eq!(metrics.history.bytes.get(), 0);
     assert_eq!(metrics.history.topics.get(), 0);
 }
+
+#[test]
+fn weight_estimates_the_json_tree_not_its_text() {
+    use super::store::{heap_size, weight};
+    assert_eq!(heap_size(&json!(1)), 0);
+    assert_eq!(heap_size(&json!("abc")), 3);
+    // One object of up to 11 keys is one B-tree leaf, however short its text.
+    let one = heap_size(&json!({"n": 1}));
+    let eleven = heap_size(&json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1}));
+    assert!(one > 500, "{one}");
+    assert_eq!(eleven - one, 10, "ten more one-byte keys in the same leaf");
+    let twelve = heap_size(&json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1,"l":1}));
+    assert_eq!(twelve - eleven, one);
+    let m = msg(1);
+    assert_eq!(weight(&m), one + "history:t".len() + "shout".len() + ENTRY_OVERHEAD);
+    let bin = BroadcastMsg {
+        payload: Payload::Binary(vec![0u8; 100].into()),
+        ..(*m).clone()
+    };
+    assert_eq!(weight(&bin), 100 + "history:t".len() + "shout".len() + ENTRY_OVERHEAD);
+}

@@ -25,6 +25,9 @@ struct Entry {
     msg: Arc<BroadcastMsg>,
 }
 
+/// The size of one entry in a topic's ring (part of [`super::ENTRY_OVERHEAD`]).
+pub(super) const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
+
 /// How much a change removed or added, for the memory gauges.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delta {
