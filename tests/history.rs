@@ -85,21 +85,39 @@ async fn stamps_by_count_and_recovers_what_followed_the_cursor() {
     );
     for n in 2..=3 {
         broadcast_n(&server.endpoint, topic, n);
-        expect(&mut a, &format!(r#"[null,null,"{topic}","shout",{{"n":{n}}}]"#)).await;
+        expect(
+            &mut a,
+            &format!(r#"[null,null,"{topic}","shout",{{"n":{n}}}]"#),
+        )
+        .await;
     }
 
     // Another socket that had offset 1 (joined at 0, received one) resumes there.
     let mut b = server.v2().await;
     let reply = join_with(&mut b, "7", topic, since(&epoch, 1)).await;
-    assert_eq!(reply, json!({"recovered": true, "epoch": epoch, "offset": 3}));
-    expect(&mut b, &format!(r#"[null,null,"{topic}","shout",{{"n":2}}]"#)).await;
-    expect(&mut b, &format!(r#"[null,null,"{topic}","shout",{{"n":3}}]"#)).await;
+    assert_eq!(
+        reply,
+        json!({"recovered": true, "epoch": epoch, "offset": 3})
+    );
+    expect(
+        &mut b,
+        &format!(r#"[null,null,"{topic}","shout",{{"n":2}}]"#),
+    )
+    .await;
+    expect(
+        &mut b,
+        &format!(r#"[null,null,"{topic}","shout",{{"n":3}}]"#),
+    )
+    .await;
     expect_next_is_sentinel(&mut b, &server.endpoint, topic).await;
 
     // A cursor at the latest offset: recovered, nothing to replay.
     let mut c = server.v2().await;
     let reply = join_with(&mut c, "1", topic, since(&epoch, 4)).await;
-    assert_eq!(reply, json!({"recovered": true, "epoch": epoch, "offset": 4}));
+    assert_eq!(
+        reply,
+        json!({"recovered": true, "epoch": epoch, "offset": 4})
+    );
     expect_next_is_sentinel(&mut c, &server.endpoint, topic).await;
 }
 
@@ -148,7 +166,7 @@ async fn another_epoch_or_a_bad_cursor_is_not_recovered() {
 
     let epoch = reply["epoch"].clone();
     for (jr, params) in [
-        ("2", since(&epoch, 99)),                              // ahead of the latest
+        ("2", since(&epoch, 99)), // ahead of the latest
         ("3", json!({"since": {"epoch": epoch, "offset": -1}})), // not an offset
         ("4", json!({"since": "yesterday"})),
     ] {
@@ -263,7 +281,12 @@ async fn channels_without_history_are_unchanged() {
     expect(&mut a, r#"[null,null,"room:plain","shout",{"n":1}]"#).await;
     assert_eq!(server.endpoint.metrics().history.messages.get(), 0);
     assert_eq!(server.endpoint.metrics().history.topics.get(), 0);
-    assert!(server.endpoint.pubsub().local.history("room:plain").is_none());
+    assert!(server
+        .endpoint
+        .pubsub()
+        .local
+        .history("room:plain")
+        .is_none());
 }
 
 #[tokio::test]

@@ -11,6 +11,10 @@
 //! then). It then serves its inbox one message at a time. A callback that returns `Err` or
 //! panics crashes only this channel: the session is told to forget the topic and the client
 //! gets `phx_error`.
+//!
+//! On a history topic ([`crate::pubsub::history`]) the task also reads the topic's position
+//! after `join` returns, merges it into the reply, pushes what a `since` cursor missed, and
+//! drops held broadcasts at or below that position.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,10 +104,10 @@ impl ChannelInbox {
 
 impl Interceptor for ChannelInbox {
     fn intercept(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) {
-        if let Err(SendError::Full) = self
-            .mailbox
-            .send(ChannelMsg::Out(msg.clone(), offset), SHARED_BROADCAST_WEIGHT)
-        {
+        if let Err(SendError::Full) = self.mailbox.send(
+            ChannelMsg::Out(msg.clone(), offset),
+            SHARED_BROADCAST_WEIGHT,
+        ) {
             self.overflow(msg);
         }
     }
@@ -371,7 +375,8 @@ fn send_broadcast(conn: &ConnHandle, b: &BroadcastMsg) {
 fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox, position: Option<u64>) {
     let mut skip = socket.skip_held.take();
     let conn = &socket.conn;
-    let covered = |offset: &Option<u64>| matches!((offset, position), (Some(o), Some(p)) if *o <= p);
+    let covered =
+        |offset: &Option<u64>| matches!((offset, position), (Some(o), Some(p)) if *o <= p);
     inbox.mailbox.take_matching(
         |m| match m {
             ChannelMsg::Held(..) => true,
@@ -379,11 +384,16 @@ fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox, position: Opti
             _ => false,
         },
         |m| {
-            let ChannelMsg::Held(b, offset) = m else { return };
+            let ChannelMsg::Held(b, offset) = m else {
+                return;
+            };
             if covered(&offset) {
                 return;
             }
-            if skip.as_mut().is_some_and(|covered| covered(&b.event, &b.payload)) {
+            if skip
+                .as_mut()
+                .is_some_and(|covered| covered(&b.event, &b.payload))
+            {
                 return;
             }
             send_broadcast(conn, &b);

@@ -54,7 +54,11 @@ mod tests {
             json!({"since": {"epoch": "ab", "offset": 1.5}}),
             json!({"since": {"epoch": "ab"}}),
         ] {
-            assert_eq!(Since::from_params(&Payload::Json(bad.clone())), None, "{bad}");
+            assert_eq!(
+                Since::from_params(&Payload::Json(bad.clone())),
+                None,
+                "{bad}"
+            );
         }
     }
 }

@@ -66,7 +66,11 @@ fn recovers_exactly_what_follows_the_cursor() {
         assert_eq!(r.outcome, Outcome::Recovered, "cursor {cursor}");
         assert_eq!(r.offset, 5);
         let got: Vec<u64> = r.missed.iter().map(|m| n_of(m)).collect();
-        assert_eq!(got, ((cursor + 1)..=5).collect::<Vec<_>>(), "cursor {cursor}");
+        assert_eq!(
+            got,
+            ((cursor + 1)..=5).collect::<Vec<_>>(),
+            "cursor {cursor}"
+        );
     }
 }
 
@@ -127,10 +131,19 @@ fn other_epoch_ahead_and_no_cursor_are_not_recovered() {
         epoch: "0000000000000000".into(),
         offset: 0,
     };
-    assert_eq!(log.recover(Some(&other), now, &o).0.outcome, Outcome::EpochChanged);
-    assert_eq!(log.recover(Some(&since(&log, 2)), now, &o).0.outcome, Outcome::Ahead);
+    assert_eq!(
+        log.recover(Some(&other), now, &o).0.outcome,
+        Outcome::EpochChanged
+    );
+    assert_eq!(
+        log.recover(Some(&since(&log, 2)), now, &o).0.outcome,
+        Outcome::Ahead
+    );
     let (r, _) = log.recover(None, now, &o);
-    assert_eq!((r.outcome, r.offset, r.missed.len()), (Outcome::NoCursor, 1, 0));
+    assert_eq!(
+        (r.outcome, r.offset, r.missed.len()),
+        (Outcome::NoCursor, 1, 0)
+    );
 }
 
 #[test]
@@ -184,16 +197,25 @@ fn weight_estimates_the_json_tree_not_its_text() {
     assert_eq!(heap_size(&json!("abc")), 3);
     // One object of up to 11 keys is one B-tree leaf, however short its text.
     let one = heap_size(&json!({"n": 1}));
-    let eleven = heap_size(&json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1}));
+    let eleven =
+        heap_size(&json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1}));
     assert!(one > 500, "{one}");
     assert_eq!(eleven - one, 10, "ten more one-byte keys in the same leaf");
-    let twelve = heap_size(&json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1,"l":1}));
+    let twelve = heap_size(
+        &json!({"a":1,"b":1,"c":1,"d":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k":1,"l":1}),
+    );
     assert_eq!(twelve - eleven, one);
     let m = msg(1);
-    assert_eq!(weight(&m), one + "history:t".len() + "shout".len() + ENTRY_OVERHEAD);
+    assert_eq!(
+        weight(&m),
+        one + "history:t".len() + "shout".len() + ENTRY_OVERHEAD
+    );
     let bin = BroadcastMsg {
         payload: Payload::Binary(vec![0u8; 100].into()),
         ..(*m).clone()
     };
-    assert_eq!(weight(&bin), 100 + "history:t".len() + "shout".len() + ENTRY_OVERHEAD);
+    assert_eq!(
+        weight(&bin),
+        100 + "history:t".len() + "shout".len() + ENTRY_OVERHEAD
+    );
 }
