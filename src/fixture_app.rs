@@ -34,13 +34,19 @@ pub async fn open_store(
 
 /// The fixture's endpoint (its secret and check_origin host): `/socket` is the fixture's
 /// socket, routing its own channels and Rumbl's `videos:*` in fixture mode.
+///
+/// Rumbl's store calls are timed into the endpoint's `phx_store_duration_seconds`.
 pub fn endpoint(config: Config, store: Arc<dyn AnnotationStore>) -> Endpoint {
     let config = phx_fixture::configure(config);
-    let routes =
-        rumbl::app::fixture_routes(phx_fixture::router_for(&config), store.clone(), &config);
-    Endpoint::builder(config)
-        .socket("/socket", phx_fixture::FixtureSocket, routes)
-        .readiness_check(rumbl::app::store_check(store))
+    let builder = Endpoint::builder(config.clone());
+    let timed = rumbl::app::timed(store, builder.metrics());
+    builder
+        .socket(
+            "/socket",
+            phx_fixture::FixtureSocket,
+            rumbl::app::fixture_routes(phx_fixture::router_for(&config), timed.clone(), &config),
+        )
+        .readiness_check(rumbl::app::store_check(timed))
         .build()
 }
 

@@ -513,6 +513,15 @@ async fn fixture_mode_creates_rows(store: Store) {
         (status.as_str(), resp),
         ("error", json!({"reason": "unauthenticated"}))
     );
+    // The fixture's endpoint times the store, whichever backend it is: one committed post
+    // (the refused one never reached the store), one list per join.
+    let text = s.endpoint.metrics().render();
+    for line in [
+        r#"phx_store_duration_seconds_count{operation="insert_annotation"} 1"#,
+        r#"phx_store_duration_seconds_count{operation="list_annotations"} 2"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@
 //! a socket whose client cannot keep up is closed with [`CloseCode::OVERFLOW`] instead of
 //! slowing down the publishers that feed it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use phx_protocol::{Broadcast, EncodeError, Message, Reply, Serializer};
 use tokio::sync::Notify;
@@ -32,6 +33,11 @@ pub enum Outgoing {
     },
     /// Close the connection with this code after writing what precedes it.
     Close(CloseCode),
+    /// The frame just before this one is a sampled broadcast published at this instant: the
+    /// transport observes `phx_broadcast_to_write_seconds` once it has written that frame.
+    /// Queued only by [`ConnHandle::send_sampled`], right behind its frame (see
+    /// [`crate::pubsub::local`] for which deliveries are sampled).
+    Published(Instant),
     /// The endpoint is draining: stop reading, let every channel finish what it already
     /// received (its replies are queued), then close with 1012.
     Drain,
@@ -50,6 +56,11 @@ pub struct ConnHandle {
     draining: AtomicBool,
     /// Wakes a writer blocked on a client that does not read, so a close can take effect.
     kill: Notify,
+    /// Bytes of frames the transport took from the queue and holds for the client (LongPoll's
+    /// buffer between polls), so `phx_outbox_bytes` sees them. Written by this socket's own
+    /// task only, read at scrape time: no cache line shared with other sockets, and it fits in
+    /// the padding after the flags, so an idle socket weighs no more.
+    held_bytes: AtomicU32,
     /// Counters shared by the endpoint.
     metrics: Arc<Metrics>,
 }
@@ -63,6 +74,7 @@ impl ConnHandle {
             closing: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             kill: Notify::new(),
+            held_bytes: AtomicU32::new(0),
             metrics,
         }
     }
@@ -96,7 +108,38 @@ impl ConnHandle {
     /// overflow; callers treat that like a message to a dead process: dropped.
     pub fn send_frame(&self, frame: OutFrame) -> bool {
         let weight = frame.len();
-        match self.outbox.send(Outgoing::Frame(frame), weight) {
+        let sent = self.outbox.send(Outgoing::Frame(frame), weight);
+        self.sent(sent)
+    }
+
+    /// [`send_frame`](Self::send_frame) for a broadcast frame whose delivery is sampled: an
+    /// [`Outgoing::Published`] follows the frame in the queue (under the same lock), so the
+    /// transport can time the frame from `published` to its write.
+    pub fn send_sampled(&self, frame: OutFrame, published: Instant) -> bool {
+        let weight = frame.len();
+        let sent = self.outbox.send_then(
+            Outgoing::Frame(frame),
+            weight,
+            Outgoing::Published(published),
+        );
+        self.sent(sent)
+    }
+
+    /// Bytes of frames waiting for the client: in the outbound queue, and held by the
+    /// transport (LongPoll's buffer). Takes the queue's lock: for scrapes, not hot paths.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued_bytes() + self.held_bytes.load(Ordering::Relaxed) as usize
+    }
+
+    /// The transport now holds `bytes` of frames for the client outside the queue.
+    pub(crate) fn set_held_bytes(&self, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        self.held_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// A send's outcome: true if queued; on overflow, closes the socket (once).
+    fn sent(&self, sent: Result<(), SendError>) -> bool {
+        match sent {
             Ok(()) => true,
             Err(SendError::Closed) => false,
             Err(SendError::Full) => {
@@ -161,6 +204,25 @@ mod tests {
 
     fn text(n: usize) -> OutFrame {
         OutFrame::Text(Text::from("x".repeat(n)))
+    }
+
+    #[test]
+    fn a_sampled_frame_is_followed_by_its_publication_instant_and_counts_its_bytes() {
+        let metrics = Arc::new(Metrics::default());
+        let conn = ConnHandle::new(Serializer::V2, Bounds::new(10, 1000), metrics);
+        let at = Instant::now();
+        assert!(conn.send_sampled(text(7), at));
+        assert!(conn.send_frame(text(5)));
+        conn.set_held_bytes(30);
+        assert_eq!(conn.queued_bytes(), 42, "7 + 5 queued, 30 held");
+        let items: Vec<Outgoing> = conn.outbox().take_all().collect();
+        assert!(matches!(items[0], Outgoing::Frame(_)), "{items:?}");
+        assert!(
+            matches!(items[1], Outgoing::Published(t) if t == at),
+            "{items:?}"
+        );
+        assert!(matches!(items[2], Outgoing::Frame(_)), "{items:?}");
+        assert_eq!(conn.queued_bytes(), 30);
     }
 
     #[test]

@@ -53,8 +53,14 @@ impl Context {
     /// Fresh services for `config`: an empty PubSub, zeroed counters, tokens signed with its
     /// `secret_key_base`. An endpoint makes one; a test of a `connect` can make its own.
     pub fn new(config: impl Into<Arc<Config>>) -> Self {
+        Context::with_metrics(config, Arc::new(Metrics::default()))
+    }
+
+    /// [`Context::new`] reporting into `metrics`, made beforehand: the endpoint builder's,
+    /// which an application can hand to its own parts (a store's timings) before the
+    /// endpoint exists.
+    pub fn with_metrics(config: impl Into<Arc<Config>>, metrics: Arc<Metrics>) -> Self {
         let config = config.into();
-        let metrics = Arc::new(Metrics::default());
         let local = Arc::new(LocalPubSub::new(metrics.clone()));
         let mut pubsub = PubSub::new(local.clone());
         if let PubSubConfig::Redis(redis) = &config.pubsub {

@@ -141,6 +141,36 @@ impl<T> Mailbox<T> {
         Ok(())
     }
 
+    /// [`Mailbox::send`], and if `item` was queued, `then` right behind it as a control item
+    /// (outside the bounds), under the same lock and with one wake-up: nothing can be queued
+    /// between the two, and the consumer never takes `item` without `then`.
+    pub fn send_then(&self, item: T, weight: usize, then: T) -> Result<(), SendError> {
+        let weight = u32::try_from(weight).unwrap_or(u32::MAX);
+        {
+            let mut st = self.state.lock();
+            if st.closed {
+                return Err(SendError::Closed);
+            }
+            if st.full_for(self.bounds, weight) {
+                return Err(SendError::Full);
+            }
+            st.bounded += 1;
+            st.bytes = st.bytes.saturating_add(weight);
+            st.queue.push_back(Slot {
+                item,
+                weight,
+                bounded: true,
+            });
+            st.queue.push_back(Slot {
+                item: then,
+                weight: 0,
+                bounded: false,
+            });
+        }
+        self.notify.notify_one();
+        Ok(())
+    }
+
     /// Queues a bounded item without refusing it: for a producer that waited for
     /// [`Mailbox::room`] and must not drop what it sends if another producer raced it into the
     /// last slot. It still counts against the bounds, so the next producer waits.
@@ -468,6 +498,18 @@ mod tests {
             .await
             .expect("woken when bytes were freed")
             .expect("task");
+    }
+
+    #[test]
+    fn send_then_queues_the_follower_outside_the_bounds_or_not_at_all() {
+        let mb = Mailbox::new(Bounds::new(1, 100));
+        mb.send_then(1, 10, 100).expect("room");
+        assert_eq!(mb.queued_bytes(), 10, "the follower weighs nothing");
+        assert_eq!(mb.send_then(2, 1, 200), Err(SendError::Full));
+        let taken: Vec<i32> = mb.take_all().collect();
+        assert_eq!(taken, vec![1, 100], "refused item: no follower either");
+        mb.close();
+        assert_eq!(mb.send_then(3, 1, 300), Err(SendError::Closed));
     }
 
     #[test]

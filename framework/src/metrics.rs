@@ -10,7 +10,12 @@
 //! outcome. No series is labelled by topic or user.
 //!
 //! The updates are the library's relaxed atomics: cheap on hot paths (every socket, every
-//! overflow); labelled families take a read lock to find their child.
+//! overflow); labelled families take a read lock to find their child, and a histogram's
+//! observation takes its lock. So nothing per frame observes a histogram unsampled:
+//! `phx_fanout_size` is observed once per broadcast, `phx_broadcast_to_write_seconds` for one
+//! delivery in [`WRITE_SAMPLE_EVERY`](crate::pubsub::local::WRITE_SAMPLE_EVERY), and
+//! `phx_outbox_bytes` is not updated per frame at all but summed over the live sockets when
+//! scraped ([`Endpoint::render_metrics`](crate::endpoint::Endpoint::render_metrics)).
 
 use std::fmt;
 use std::sync::Arc;
@@ -21,7 +26,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
+/// The histogram type of the latency series, for applications that keep a child of
+/// [`HistogramFamily`] (e.g. one per store operation).
+pub use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Labels of a per-channel series: the socket mount and the topic pattern that matched.
@@ -86,7 +94,9 @@ impl CloseLabels {
     }
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+/// A family of latency histograms by label set `L` (what `store_duration` is, for an
+/// application that keeps the children it uses).
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
     // 100 us .. ~6.5 s.
@@ -143,13 +153,21 @@ pub struct Metrics {
     pub closes: Family<CloseLabels, Counter>,
     /// LongPoll sessions alive.
     pub longpoll_sessions: Gauge,
-    /// Subscribers one local broadcast was queued to (the fan-out size), per broadcast.
+    /// Subscribers one local broadcast was queued to (the fan-out size), per broadcast: what
+    /// the node is asked to deliver, which `phx_deliveries_total` alone cannot split into many
+    /// small broadcasts or a few huge ones.
     pub fanout_size: Histogram,
-    /// From a broadcast's publication to the write of its frame to a client socket, sampled.
+    /// From a broadcast's publication (the start of its local fan-out) to the write of its
+    /// frame to a client socket, for a sample of deliveries (see [`crate::pubsub::local`]):
+    /// the latency clients see, which no counter shows.
     pub broadcast_to_write: Histogram,
-    /// Bytes of frames queued for clients on this node, over every socket's outbound queue.
+    /// Bytes of frames queued for clients on this node, over every socket's outbound queue and
+    /// LongPoll buffer. Set at scrape time by
+    /// [`Endpoint::render_metrics`](crate::endpoint::Endpoint::render_metrics), never per
+    /// frame; a bare [`Metrics::render`] shows the last scrape's value.
     pub outbox_bytes: Gauge,
-    /// Presence entries (one per key and meta) this node knows of, local and replicated.
+    /// Presence entries (one per key and meta) this node knows of, local and replicated: kept
+    /// by the Presence tracker as entries change.
     pub presence_entries: Gauge,
     /// How long the application's store took, by operation (e.g. `insert_annotation`).
     pub store_duration: HistogramFamily<StoreLabels>,

@@ -172,6 +172,9 @@ pub enum Out {
     Frame(OutFrame),
     /// Close the connection with this code, after the frames before it; nothing follows it.
     Close(CloseCode),
+    /// The frame before this one is a sampled broadcast published at this instant (see
+    /// [`Outgoing::Published`]): the transport observes the time once it wrote that frame.
+    Published(std::time::Instant),
 }
 
 /// The socket's queued items, taken at once: channel exits and drain requests are applied to
@@ -190,6 +193,7 @@ impl Iterator for Outbound<'_> {
             match self.items.next()? {
                 Outgoing::Frame(f) => return Some(Out::Frame(f)),
                 Outgoing::Close(code) => return Some(Out::Close(code)),
+                Outgoing::Published(at) => return Some(Out::Published(at)),
                 Outgoing::ChannelExited { topic, channel_id } => {
                     self.channels.exited(&topic, channel_id)
                 }

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::pages::{self, LoginMode};
-use super::store::{self, AnnotationStore, AutoMigrate, StoreError, StoreOptions};
+use super::store::{self, AnnotationStore, AutoMigrate, StoreError, StoreOptions, TimedStore};
 use super::{UserSocket, VideoChannel};
 use phx_channels::config::{CheckOrigin, Config};
 use phx_channels::endpoint::Endpoint;
 use phx_channels::http;
+use phx_channels::metrics::Metrics;
 use phx_channels::readiness::Check;
 use phx_channels::router::Router;
 
@@ -83,10 +84,22 @@ pub fn endpoint(
         config.check_origin = CheckOrigin::loopback();
     }
     let transports = config.socket_transports;
-    let routes = routes(Router::new(), store, &config);
-    Endpoint::builder(config)
-        .socket_with("/socket", UserSocket, routes, transports)
+    let builder = Endpoint::builder(config.clone());
+    let store = timed(store, builder.metrics());
+    builder
+        .socket_with(
+            "/socket",
+            UserSocket,
+            routes(Router::new(), store, &config),
+            transports,
+        )
         .build()
+}
+
+/// `store` with every call timed into `metrics`' `phx_store_duration_seconds{operation}`
+/// ([`TimedStore`]): what the endpoint's channels and pages use.
+pub fn timed(store: Arc<dyn AnnotationStore>, metrics: &Metrics) -> Arc<dyn AnnotationStore> {
+    TimedStore::wrap(store, &metrics.store_duration)
 }
 
 /// `/readyz`'s check of the store: a database that does not answer makes the node not ready
@@ -125,7 +138,8 @@ pub fn router(
     };
     router_with_login(endpoint, store, rumbl.assets_dir.clone(), login)
 }
-/// [`router`] with the login mode chosen by the caller (tests of the demo login).
+/// [`router`] with the login mode chosen by the caller (tests of the demo login). The pages'
+/// store calls are timed like the channel's ([`timed`]).
 pub fn router_with_login(
     endpoint: &Endpoint,
     store: Arc<dyn AnnotationStore>,
@@ -139,5 +153,6 @@ pub fn router_with_login(
             assets_dir.display()
         );
     }
+    let store = timed(store, endpoint.metrics());
     http::router(endpoint).merge(pages::routes(endpoint.clone(), store, assets_dir, login))
 }

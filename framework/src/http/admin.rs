@@ -21,8 +21,9 @@ use crate::metrics::Metrics;
 /// `ADMIN_TOKEN` can do that, so a few dozen leave room for the scrapes.
 const ADMIN_CONNECTIONS: usize = 32;
 
-/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text), `/healthz`
-/// and the dashboard (`/dashboard`, its assets and its socket; see [`crate::dashboard`]).
+/// The admin routes: `/metrics` (every series of [`Metrics`], OpenMetrics text, through
+/// [`Endpoint::render_metrics`] so the scrape-time series are current), `/healthz` and the
+/// dashboard (`/dashboard`, its assets and its socket; see [`crate::dashboard`]).
 /// Applications may merge their own operator-only routes into it.
 pub fn admin_router(endpoint: &Endpoint) -> Router {
     let ep = endpoint.clone();
@@ -32,12 +33,7 @@ pub fn admin_router(endpoint: &Endpoint) -> Router {
             "/metrics",
             get(move || {
                 let ep = ep.clone();
-                async move {
-                    (
-                        [(CONTENT_TYPE, Metrics::CONTENT_TYPE)],
-                        ep.metrics().render(),
-                    )
-                }
+                async move { ([(CONTENT_TYPE, Metrics::CONTENT_TYPE)], ep.render_metrics()) }
             }),
         )
 }

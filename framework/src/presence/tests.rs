@@ -414,6 +414,32 @@ fn context_recording(topic: &str) -> (Context, Arc<Mutex<Vec<Value>>>) {
 }
 
 #[tokio::test(start_paused = true)]
+async fn presence_entries_count_metas_and_a_dropped_tracker_takes_its_own() {
+    let topic: Arc<str> = "presence:count".into();
+    let (ctx, _seen) = context_recording(&topic);
+    let gauge = || ctx.metrics().presence_entries.get();
+    let tracker = Arc::new(Tracker::new(Duration::from_millis(50), None));
+    tracker
+        .track(&ctx, &topic, 1, "a", Meta::new())
+        .expect("track");
+    tracker
+        .track(&ctx, &topic, 2, "a", Meta::new())
+        .expect("a second meta under the key");
+    tracker
+        .track(&ctx, &topic, 2, "b", Meta::new())
+        .expect("track");
+    assert_eq!(gauge(), 3, "one per key and meta");
+    assert!(tracker.track(&ctx, &topic, 1, "a", Meta::new()).is_err());
+    assert_eq!(gauge(), 3, "a refused track counts nothing");
+    assert_eq!(tracker.owner_exited(&topic, 2), 2);
+    assert_eq!(gauge(), 1);
+    drop(tracker);
+    // Its flush task lets go of the topic within a window.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gauge(), 0, "a Presence gone: nothing of it is known here");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_wave_of_joins_is_one_diff_per_window() {
     let topic: Arc<str> = "presence:wave".into();
     let (ctx, seen) = context_recording(&topic);

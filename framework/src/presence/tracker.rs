@@ -152,6 +152,24 @@ impl TopicEntry {
         }
     }
 
+    /// Applies `change` to the presences, keeping `phx_presence_entries` (of the endpoint
+    /// whose channels track here) in step with the number of metas. Maintained as entries
+    /// change rather than summed at scrape time: a change already holds this topic's lock and
+    /// is rare next to deliveries, and a scrape then reads one number instead of locking every
+    /// topic of every Presence.
+    fn change<R>(&mut self, change: impl FnOnce(&mut TopicPresences) -> R) -> R {
+        let before = self.state.len();
+        let r = change(&mut self.state);
+        let after = self.state.len();
+        let gauge = &self.context.metrics().presence_entries;
+        if after > before {
+            gauge.inc_by(i64::try_from(after - before).unwrap_or(i64::MAX));
+        } else if before > after {
+            gauge.dec_by(i64::try_from(before - after).unwrap_or(i64::MAX));
+        }
+        r
+    }
+
     /// Nothing tracked, pending, flushing, building or guarded: the entry can go.
     fn idle(&self) -> bool {
         self.state.is_empty()
@@ -159,6 +177,20 @@ impl TopicEntry {
             && !self.flushing
             && !self.building
             && self.guarded.is_empty()
+    }
+}
+
+impl Drop for TopicEntry {
+    /// A topic forgotten with presences still in it (its Presence dropped): they are no longer
+    /// known here.
+    fn drop(&mut self) {
+        let left = self.state.len();
+        if left > 0 {
+            self.context
+                .metrics()
+                .presence_entries
+                .dec_by(i64::try_from(left).unwrap_or(i64::MAX));
+        }
     }
 }
 
@@ -305,7 +337,7 @@ impl Tracker {
             if entry.dead {
                 continue; // removed between the lookup and the lock: take the new one
             }
-            entry.state.track(owner, key, meta, &phx_ref)?;
+            entry.change(|state| state.track(owner, key, meta, &phx_ref))?;
             if let (Some(link), Some(meta)) = (link, replicated) {
                 link.record(Change::Join {
                     topic: topic.clone(),
@@ -358,7 +390,7 @@ impl Tracker {
         };
         let mut entry = shard.lock();
         let old_ref = entry.state.phx_ref_of(owner, key).map(str::to_string);
-        let done = entry.state.untrack(owner, key);
+        let done = entry.change(|state| state.untrack(owner, key));
         if let (Some(link), Some(phx_ref), true) = (self.link(), old_ref, done) {
             link.record(Change::Leave {
                 topic: topic.clone(),
@@ -386,7 +418,7 @@ impl Tracker {
                     });
                 }
             }
-            let n = entry.state.untrack_owner(owner);
+            let n = entry.change(|state| state.untrack_owner(owner));
             entry.guarded.remove(&owner);
             if entry.guarded.capacity() > 64 && entry.guarded.len() < entry.guarded.capacity() / 4 {
                 entry.guarded.shrink_to_fit();
@@ -427,7 +459,9 @@ impl Tracker {
             if entry.dead {
                 continue;
             }
-            entry.state.track(owner, key, meta, phx_ref).ok()?;
+            entry
+                .change(|state| state.track(owner, key, meta, phx_ref))
+                .ok()?;
             self.schedule(&topic, &mut entry);
             return Some(Remote { topic, owner });
         }
@@ -440,7 +474,7 @@ impl Tracker {
         };
         let idle = {
             let mut entry = shard.lock();
-            entry.state.untrack_owner(remote.owner);
+            entry.change(|state| state.untrack_owner(remote.owner));
             self.schedule(&remote.topic, &mut entry);
             entry.idle()
         };

@@ -16,6 +16,7 @@
 
 pub mod file;
 pub mod report;
+mod resolve;
 
 use std::path::PathBuf;
 
@@ -241,7 +242,9 @@ pub struct Settings {
 
 impl Settings {
     /// The settings from the environment alone (no flags, no file): what a library user's
-    /// `Config::from_env` reads. A bad value is a [`clap::Error`] naming its argument.
+    /// `Config::from_env` reads. A bad value is a [`clap::Error`] naming its argument. Here an
+    /// empty variable is a value (`PORT=` is refused); the `phx-server` command unsets empty
+    /// variables first, which a library should not do behind its caller's back.
     pub fn from_env() -> Result<Settings, clap::Error> {
         use clap::FromArgMatches;
         let matches = Settings::command().try_get_matches_from(std::iter::empty::<String>())?;

@@ -286,10 +286,14 @@ impl WsTransport {
         End::Close(code)
     }
 
-    /// Writes a batch: frames fed, one flush, then the close if one was queued.
+    /// Writes a batch: frames fed, one flush, then the close if one was queued. Sampled
+    /// broadcasts in the batch are timed once the flush returned, i.e. once their bytes are in
+    /// the kernel's socket buffer — what a client that reads promptly sees next.
     async fn write_batch(&mut self, out: Outbound<'_>) -> Option<End> {
         let mut wrote = 0u64;
         let mut close = None;
+        // Sampled broadcasts are rare (see `pubsub::local`): no allocation in most batches.
+        let mut published: Vec<std::time::Instant> = Vec::new();
         for item in out {
             match item {
                 Out::Frame(f) => {
@@ -298,6 +302,7 @@ impl WsTransport {
                     }
                     wrote += 1;
                 }
+                Out::Published(at) => published.push(at),
                 Out::Close(code) => {
                     close = Some(code);
                     break;
@@ -309,6 +314,11 @@ impl WsTransport {
             if self.ws.flush().await.is_err() {
                 return Some(End::Quiet);
             }
+        }
+        for at in published {
+            self.metrics
+                .broadcast_to_write
+                .observe(at.elapsed().as_secs_f64());
         }
         close.map(End::Close)
     }

@@ -35,6 +35,8 @@
 //! * [`migrations`]: the embedded SQL and the one migration plan both backends execute;
 //! * [`seed`]: the demo rows both backends insert;
 //! * `error.rs`: [`StoreError`] and how driver errors map onto it;
+//! * `timed.rs`: [`TimedStore`], any store with each call timed into
+//!   `phx_store_duration_seconds{operation}`;
 //! * [`postgres`] and [`sqlite`]: each split the same way — `pool.rs` (connections),
 //!   `queries.rs` (statements and rows), `migrations.rs` and `seed.rs` (executing the shared
 //!   plan and data), plus how a post is committed (`batcher.rs` / `post.rs`).
@@ -55,6 +57,7 @@ mod post;
 pub mod postgres;
 pub mod seed;
 pub mod sqlite;
+mod timed;
 
 pub use error::StoreError;
 pub use migrations::MigrationReport;
@@ -64,6 +67,7 @@ pub use open::{
 pub(crate) use post::{deadline_passed, validate_annotation};
 pub use post::{OnCommit, Post, POST_DEADLINE};
 pub use seed::{seed_demo_if_empty, SeedReport};
+pub use timed::{Operation, TimedStore};
 
 /// A video row (`videos` table).
 ///

@@ -199,6 +199,11 @@ impl Node {
         self.tracker.list_owned(TOPIC).await
     }
 
+    /// `phx_presence_entries` of this node.
+    fn entries(&self) -> i64 {
+        self.ctx.metrics().presence_entries.get()
+    }
+
     /// key → refs listed here, sorted.
     async fn refs(&self) -> BTreeMap<String, Vec<String>> {
         self.list()
@@ -317,6 +322,8 @@ async fn untrack_update_and_channel_exit_reach_every_node() {
     a.track(2, "bob2", json!({}));
     settle().await;
     assert_eq!(b.list().await.len(), 3);
+    // Counted where tracked and where replicated.
+    assert_eq!((a.entries(), b.entries()), (3, 3));
     assert!(a.tracker.untrack(&TOPIC.into(), 1, "alice"));
     let new = a
         .tracker
@@ -334,6 +341,11 @@ async fn untrack_update_and_channel_exit_reach_every_node() {
     assert_eq!(list["bob"]["metas"][0]["s"], json!(2));
     assert!(list["bob"]["metas"][0]["phx_ref_prev"].is_string());
     assert!(b.diff_keys("leaves").contains(&"alice".to_string()));
+    assert_eq!(
+        (a.entries(), b.entries()),
+        (2, 2),
+        "an update keeps the count"
+    );
     drop(UntrackOnExit {
         tracker: Arc::downgrade(&a.tracker),
         topic: TOPIC.into(),
@@ -341,6 +353,7 @@ async fn untrack_update_and_channel_exit_reach_every_node() {
     });
     settle().await;
     assert!(b.list().await.is_empty());
+    assert_eq!((a.entries(), b.entries()), (0, 0));
     assert_converged(&[&a, &b]).await;
     // The topic is forgotten on the other node too once its last remote presence left.
     assert_eq!(b.tracker.topic_count(), 0);
@@ -373,6 +386,11 @@ async fn a_node_that_stops_heartbeating_leaves_after_the_down_timeout() {
         assert!(!list.contains_key("carol"), "{list:?}");
         assert!(list.contains_key("alice"));
         assert!(n.diff_keys("leaves").contains(&"carol".to_string()));
+        assert_eq!(
+            n.entries(),
+            1,
+            "a node gone: its presences are no longer counted"
+        );
     }
     assert!(tokio::time::Instant::now() - cut_at <= DEFAULT_DOWN_TIMEOUT + HEARTBEAT * 2);
     assert_converged(&[&a, &b]).await;

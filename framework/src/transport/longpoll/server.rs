@@ -128,16 +128,40 @@ struct Batch {
 }
 
 /// Frames waiting for the next poll, and their size.
-#[derive(Default)]
 struct Buffer {
     frames: Vec<Text>,
     bytes: usize,
+    /// Publication instants of the sampled broadcasts among `frames` (see
+    /// [`crate::pubsub::local`]): observed when the frames are handed to a poll's response.
+    published: Vec<std::time::Instant>,
+    /// The socket: its `held_bytes` mirrors `bytes` (`phx_outbox_bytes` counts what waits
+    /// here), and its metrics take the observations.
+    conn: Arc<ConnHandle>,
 }
 
 impl Buffer {
+    fn new(conn: Arc<ConnHandle>) -> Buffer {
+        Buffer {
+            frames: Vec::new(),
+            bytes: 0,
+            published: Vec::new(),
+            conn,
+        }
+    }
+
     fn push(&mut self, frame: Text) {
         self.bytes += frame.len();
         self.frames.push(frame);
+    }
+
+    /// The frame pushed last is a sampled broadcast published `at`.
+    fn published(&mut self, at: std::time::Instant) {
+        self.published.push(at);
+    }
+
+    /// Tells the socket how much is held here (after a batch, and after a delivery).
+    fn held(&self) {
+        self.conn.set_held_bytes(self.bytes);
     }
 
     fn is_empty(&self) -> bool {
@@ -149,13 +173,23 @@ impl Buffer {
     }
 
     /// Hands the buffer to a waiting poll; if that poll already gave up, keeps the frames.
+    /// Handed over, the frames are the poll's response body: the sampled ones are timed here.
     fn deliver(&mut self, waiter: oneshot::Sender<Vec<Text>>) {
         let frames = std::mem::take(&mut self.frames);
         let bytes = std::mem::take(&mut self.bytes);
-        if let Err(frames) = waiter.send(frames) {
-            self.frames = frames;
-            self.bytes = bytes;
+        match waiter.send(frames) {
+            Ok(()) => {
+                let timing = &self.conn.metrics().broadcast_to_write;
+                for at in self.published.drain(..) {
+                    timing.observe(at.elapsed().as_secs_f64());
+                }
+            }
+            Err(frames) => {
+                self.frames = frames;
+                self.bytes = bytes;
+            }
         }
+        self.held();
     }
 }
 
@@ -226,7 +260,7 @@ struct LongPollTransport {
 }
 
 impl LongPollTransport {
-    fn new(handle: Arc<SessionHandle>, limits: Limits) -> LongPollTransport {
+    fn new(handle: Arc<SessionHandle>, limits: Limits, conn: Arc<ConnHandle>) -> LongPollTransport {
         let expiry =
             Duration::from_millis((limits.window.as_millis() as u64).saturating_mul(3) / 2);
         let now = Instant::now();
@@ -240,7 +274,7 @@ impl LongPollTransport {
             frame_armed: false,
             batches: VecDeque::new(),
             waiter: None,
-            buffer: Buffer::default(),
+            buffer: Buffer::new(conn),
             warned_binary: false,
         }
     }
@@ -346,13 +380,22 @@ impl Transport for LongPollTransport {
                     .inc_by(n);
             }
         };
+        // Whether the frame just before a `Published` marker went into the buffer.
+        let mut last_buffered = false;
         for item in out {
             match item {
                 Out::Frame(OutFrame::Text(t)) => {
                     buffered += 1;
+                    last_buffered = true;
                     self.buffer.push(t)
                 }
+                Out::Published(at) => {
+                    if last_buffered {
+                        self.buffer.published(at);
+                    }
+                }
                 Out::Frame(OutFrame::Binary(_)) => {
+                    last_buffered = false;
                     // A binary frame cannot travel inside the JSON poll response.
                     if !self.warned_binary {
                         self.warned_binary = true;
@@ -380,6 +423,7 @@ impl Transport for LongPollTransport {
             }
         }
         counted(buffered);
+        self.buffer.held();
         if self.buffer.over(&self.limits) {
             return Some(Ended::Overflow);
         }
@@ -428,8 +472,9 @@ impl Transport for LongPollTransport {
 
 /// Runs a session until it ends; the caller unregisters it.
 pub async fn run(session: Session, handle: Arc<SessionHandle>, limits: Limits) -> Ended {
+    let conn = session.conn().clone();
     drive(
-        LongPollTransport::new(handle, limits),
+        LongPollTransport::new(handle, limits, conn),
         session,
         limits.drain_max,
     )
