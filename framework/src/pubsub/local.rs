@@ -256,8 +256,8 @@ mod tests {
     struct Fastlane;
 
     impl Interceptor for Fastlane {
-        fn intercept(&self, _msg: &Arc<BroadcastMsg>) {}
-        fn hold(&self, _msg: &Arc<BroadcastMsg>) -> bool {
+        fn intercept(&self, _msg: &Arc<BroadcastMsg>, _offset: Option<u64>) {}
+        fn hold(&self, _msg: &Arc<BroadcastMsg>, _offset: Option<u64>) -> bool {
             false
         }
     }
