@@ -32,8 +32,8 @@
 //!    offset L, and when recoverable the kept broadcasts N+1..=L. Every broadcast up to L was
 //!    fanned out before this read; every one after L is fanned out after it, hence after the
 //!    subscription — it is held, or delivered live once the gate opens.
-//! 4. The socket gets: the join reply (position L), the missed N+1..=L, then the held
-//!    broadcasts with offsets above L (those at or below L are dropped: replayed already, or
+//! 4. The socket gets: the join reply (position L), the missed N+1..=L, the pushes `join`
+//!    made, then the held broadcasts with offsets above L (those at or below L are dropped: replayed already, or
 //!    before the position the reply gave), then the gate opens under the inbox's lock.
 //!
 //! So however many broadcasts race the join, the client sees N+1, N+2, … with no gap and no

@@ -83,22 +83,46 @@ impl HistoryStore {
     /// Stamps `msg` with its topic's next offset, keeps it, and runs `fan_out(offset)` — all
     /// under the topic's lock, so no other broadcast on the topic is stamped or delivered in
     /// between, and a join reading the topic (see [`HistoryStore::recover`]) sees either the
-    /// broadcast kept and delivered, or neither.
+    /// broadcast kept and delivered, or neither. `fan_out` must not block, nor broadcast on
+    /// the same topic itself (a `Callback` subscriber that re-broadcasts synchronously would
+    /// wait on the lock it runs under).
     pub(crate) fn record<R>(&self, msg: &Arc<BroadcastMsg>, fan_out: impl FnOnce(u64) -> R) -> R {
         let now = Instant::now();
         let bytes = weight(msg);
-        let log = self.log(&msg.topic, now);
-        let result = {
-            let mut log = log.lock();
+        let result = self.with_log(&msg.topic, now, |log| {
             let (offset, delta) = log.append(msg.clone(), bytes, now, &self.options);
-            let result = fan_out(offset);
-            self.account(delta);
-            result
-        };
+            (fan_out(offset), delta)
+        });
         if self.appends.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.sweep(now);
         }
         result
+    }
+
+    /// Runs `f` on `topic`'s log under its lock, and accounts the change it reports. If a
+    /// sweep forgot the log between finding and locking it, starts over with a fresh one, so
+    /// nothing is ever written to a log nobody can read.
+    fn with_log<R>(
+        &self,
+        topic: &str,
+        now: Instant,
+        f: impl FnOnce(&mut TopicLog) -> (R, Delta),
+    ) -> R {
+        loop {
+            let log = self.log(topic, now);
+            let mut guard = log.lock();
+            // Lock order: a topic's lock, then the map's shard (a sweep only try-locks topics).
+            let current = self
+                .topics
+                .get(topic)
+                .is_some_and(|entry| Arc::ptr_eq(entry.value(), &log));
+            if !current {
+                continue;
+            }
+            let (result, delta) = f(&mut guard);
+            self.account(delta);
+            return result;
+        }
     }
 
     /// A joiner's position on `topic` and, when `since` is recoverable, what it missed. Call it
@@ -107,9 +131,7 @@ impl HistoryStore {
     /// it has none yet, so the position given is one a later join can resume from.
     pub fn recover(&self, topic: &str, since: Option<&Since>) -> Recovery {
         let now = Instant::now();
-        let log = self.log(topic, now);
-        let (recovery, delta) = log.lock().recover(since, now, &self.options);
-        self.account(delta);
+        let recovery = self.with_log(topic, now, |log| log.recover(since, now, &self.options));
         self.metrics
             .history
             .recoveries

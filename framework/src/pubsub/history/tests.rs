@@ -182,12 +182,27 @@ fn store_accounts_memory_and_sweeps_idle_topics() {
     assert_eq!(metrics.history.topics.get(), 1);
     // Not idle yet: kept.
     store.sweep(Instant::now());
-    assert!(store.position("history:t").is_some());
+    let (epoch, latest) = store.position("history:t").expect("kept");
+    assert_eq!(latest, 3);
     store.sweep(Instant::now() + Duration::from_secs(301));
     assert!(store.position("history:t").is_none());
     assert_eq!(metrics.history.messages.get(), 0);
     assert_eq!(metrics.history.bytes.get(), 0);
     assert_eq!(metrics.history.topics.get(), 0);
+    // Forgotten: the next broadcast starts another epoch at offset 1, and the old cursor is
+    // not recovered there.
+    assert_eq!(store.record(&msg(4), |offset| offset), 1);
+    let (again, _) = store.position("history:t").expect("restarted");
+    assert_ne!(again, epoch);
+    let old = Since {
+        epoch: epoch.as_str().to_string(),
+        offset: 3,
+    };
+    assert_eq!(
+        store.recover("history:t", Some(&old)).outcome,
+        Outcome::EpochChanged
+    );
+    assert_eq!(metrics.history.messages.get(), 1);
 }
 
 #[test]
