@@ -51,6 +51,7 @@
 //! | `{Phoenix.PubSub, adapter: Phoenix.PubSub.Redis, node_name: ...}` | `PUBSUB_ADAPTER=redis`, `NODE_NAME` ([`config::PubSubConfig`], [`pubsub::redis`]) |
 //! | `Phoenix.Token.sign/verify(socket, ...)` | [`Context::sign_token`], [`Context::verify_token`] (the same on [`Endpoint`]) |
 //! | `Endpoint.start_link` | [`http::listen_and_serve`] |
+//! | (none: phoenix#576, Rumbl's hand-made `last_seen_id`) | [`Router::channel_with_history`]: per-topic history, `since` on rejoin ([`pubsub::history`], `docs/history.md`) |
 //!
 //! `docs/migrating-from-phoenix.md` in the repository ports a channel side by side, and
 //! `examples/` holds runnable ones (chat room, presence list, token-authenticated socket).
