@@ -15,6 +15,8 @@ import WebSocket from "ws";
 
 import { uniqTopic, sleep, HTTP_URL } from "../lib/server.js";
 import { mkSocket, connected, result } from "../lib/client.js";
+// The optional client helper of this repository (no dependencies): checked end to end here.
+import { withHistory } from "../../vendor-js/js/history.js";
 
 const T = { timeout: 120000 };
 const WAIT = 30000;
@@ -236,5 +238,40 @@ describe("history:* (message history and recovery, phx-server extension)", () =>
       "nothing of what was trimmed (or kept) is replayed after recovered: false",
     );
     assert.deepEqual(a.cur.params(), { since: { epoch: reply.epoch, offset: 1106 } });
+  });
+
+  test("vendor-js/js/history.js keeps the cursor across a killed connection", T, async (t) => {
+    if (!mounted) return t.skip("history:* not mounted");
+    const topic = uniqTopic("history:helper");
+    const gate = { open: true };
+    const socket = mkSocket(t, { transport: gatedTransport(gate), reconnectAfterMs: () => 100 });
+    const { channel, cursor } = withHistory(socket, topic, { name: "helper" });
+    const seen = [];
+    channel.on("shout", (p) => seen.push(p.n));
+    const replies = [];
+    channel.join().receive("ok", (r) => replies.push(r));
+    await connected(socket);
+    await until(() => replies.length === 1, "the join");
+    for (let n = 1; n <= 20; n++) assert.equal((await result(channel.push("shout", { n }))).status, "ok");
+    await until(() => seen.length === 20, "20 shouts");
+    assert.deepEqual(cursor.position(), { epoch: replies[0].epoch, offset: 20 });
+
+    gate.open = false;
+    killTcp(socket);
+    for (let n = 21; n <= 50; n++) {
+      const res = await fetch(`${HTTP_URL}/fixture/broadcast`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ topic, event: "shout", payload: { n } }),
+      });
+      assert.equal(res.status, 204);
+    }
+    gate.open = true;
+    await until(() => replies.length === 2, "the rejoin");
+    assert.deepEqual(replies[1], { recovered: true, epoch: replies[0].epoch, offset: 50 });
+    await until(() => seen.length === 50, () => `helper client saw ${seen.length}`);
+    assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i + 1));
+    assert.deepEqual(cursor.position(), { epoch: replies[0].epoch, offset: 50 });
+    assert.equal(cursor.recovered, true);
   });
 });
