@@ -120,31 +120,18 @@ impl<T> Mailbox<T> {
     /// Queues a bounded item weighing `weight` bytes (a frame, a client message): fails with
     /// `Full` when it would exceed the bounds.
     pub fn send(&self, item: T, weight: usize) -> Result<(), SendError> {
-        let weight = u32::try_from(weight).unwrap_or(u32::MAX);
-        {
-            let mut st = self.state.lock();
-            if st.closed {
-                return Err(SendError::Closed);
-            }
-            if st.full_for(self.bounds, weight) {
-                return Err(SendError::Full);
-            }
-            st.bounded += 1;
-            st.bytes = st.bytes.saturating_add(weight);
-            st.queue.push_back(Slot {
-                item,
-                weight,
-                bounded: true,
-            });
-        }
-        self.notify.notify_one();
-        Ok(())
+        self.push_bounded(item, weight, None)
     }
 
     /// [`Mailbox::send`], and if `item` was queued, `then` right behind it as a control item
     /// (outside the bounds), under the same lock and with one wake-up: nothing can be queued
     /// between the two, and the consumer never takes `item` without `then`.
     pub fn send_then(&self, item: T, weight: usize, then: T) -> Result<(), SendError> {
+        self.push_bounded(item, weight, Some(then))
+    }
+
+    /// The one bounded enqueue behind [`Mailbox::send`] and [`Mailbox::send_then`].
+    fn push_bounded(&self, item: T, weight: usize, then: Option<T>) -> Result<(), SendError> {
         let weight = u32::try_from(weight).unwrap_or(u32::MAX);
         {
             let mut st = self.state.lock();
@@ -161,11 +148,13 @@ impl<T> Mailbox<T> {
                 weight,
                 bounded: true,
             });
-            st.queue.push_back(Slot {
-                item: then,
-                weight: 0,
-                bounded: false,
-            });
+            if let Some(then) = then {
+                st.queue.push_back(Slot {
+                    item: then,
+                    weight: 0,
+                    bounded: false,
+                });
+            }
         }
         self.notify.notify_one();
         Ok(())
