@@ -20,6 +20,7 @@ use crate::conn::ConnHandle;
 use crate::context::Context;
 use crate::metrics::Metrics;
 use crate::metrics::TransportLabels;
+use crate::pubsub::history::History;
 use crate::pubsub::AdapterStatus;
 use crate::pubsub::PubSub;
 use crate::readiness::Check;
@@ -109,9 +110,21 @@ impl EndpointBuilder {
 
     /// Builds the endpoint.
     pub fn build(self) -> Endpoint {
+        let context = Context::with_metrics(self.config, self.metrics);
+        // History routes of every mount, handed to the fan-out before the first broadcast.
+        let mut history = History::new(context.metrics().clone());
+        for mount in &self.mounts {
+            for (pattern, options) in mount.router.histories() {
+                history.route(pattern, options);
+            }
+        }
+        if !history.is_empty() {
+            // A fresh context: nothing was installed before.
+            let _ = context.pubsub().local.install_history(history);
+        }
         Endpoint {
             inner: Arc::new(Inner {
-                context: Context::with_metrics(self.config, self.metrics),
+                context,
                 live: DashMap::new(),
                 draining: AtomicBool::new(false),
                 mounts: self.mounts,

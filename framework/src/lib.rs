@@ -11,13 +11,15 @@
 //! - [`socket`]: the Socket behaviour (`connect`, `id`).
 //! - [`channel`]: the Channel behaviour and the `socket` a callback gets; [`channel::server`]
 //!   runs one task per joined channel.
-//! - [`router`]: topic patterns → channels.
+//! - [`router`]: topic patterns ([`topic_pattern`]) → channels, optionally with message
+//!   history ([`Router::channel_with_history`]).
 //! - [`session`]: the per-connection dispatch rules (spec §3/§4), transport-agnostic; it takes
 //!   its own outbound queue ([`session::Session::take_outgoing`]).
 //! - [`transport`]: WebSocket and LongPoll — one driver loop over a small transport trait,
 //!   one typed handshake refusal ([`transport::handshake::Refusal`]), the shared handshake
 //!   rules; [`frame`]: the frames a socket sends, in our own types.
-//! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer.
+//! - [`pubsub`]: subscriptions and fan-out, encoding each broadcast once per serializer;
+//!   [`pubsub::history`]: per-topic message history (epoch + offset) and recovery on rejoin.
 //! - [`presence`]: Presence — track/update/untrack/list, `presence_state` and coalesced
 //!   `presence_diff`s; untracks when a channel ends; replicated between phx-server nodes.
 //! - [`conn`]: a socket's bounded outbound queue; [`mailbox`]: the queue itself.
@@ -49,6 +51,7 @@
 //! | `{Phoenix.PubSub, adapter: Phoenix.PubSub.Redis, node_name: ...}` | `PUBSUB_ADAPTER=redis`, `NODE_NAME` ([`config::PubSubConfig`], [`pubsub::redis`]) |
 //! | `Phoenix.Token.sign/verify(socket, ...)` | [`Context::sign_token`], [`Context::verify_token`] (the same on [`Endpoint`]) |
 //! | `Endpoint.start_link` | [`http::listen_and_serve`] |
+//! | (none: phoenix#576, Rumbl's hand-made `last_seen_id`) | [`Router::channel_with_history`]: per-topic history, `since` on rejoin ([`pubsub::history`], `docs/history.md`) |
 //!
 //! `docs/migrating-from-phoenix.md` in the repository ports a channel side by side, and
 //! `examples/` holds runnable ones (chat room, presence list, token-authenticated socket).
@@ -79,6 +82,7 @@ pub mod session;
 pub mod settings;
 pub mod socket;
 pub mod token;
+pub mod topic_pattern;
 pub mod transport;
 
 pub use channel::{Channel, ChannelSocket, HandleResult, Info, JoinReply, Reply, StopReason};

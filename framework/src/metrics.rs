@@ -171,6 +171,8 @@ pub struct Metrics {
     pub presence_entries: Gauge,
     /// How long the application's store took, by operation (e.g. `insert_annotation`).
     pub store_duration: HistogramFamily<StoreLabels>,
+    /// Message history (history routes only; all zero without them).
+    pub history: HistoryMetrics,
 }
 
 /// Labels of `phx_store_duration_seconds`: the application's name for a store operation.
@@ -354,6 +356,7 @@ impl Metrics {
             store_duration.clone(),
         );
         r.register_collector(Box::new(Process));
+        let history = HistoryMetrics::register(&mut r);
         Metrics {
             registry: r,
             sockets,
@@ -383,6 +386,7 @@ impl Metrics {
             outbox_bytes,
             presence_entries,
             store_duration,
+            history,
         }
     }
 
@@ -460,4 +464,53 @@ pub(crate) fn resident_bytes() -> Option<i64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+/// Labels of `phx_history_recoveries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryLabels {
+    /// `recovered`, `no_cursor`, `epoch_changed`, `trimmed` or `ahead`
+    /// ([`crate::pubsub::history::Outcome`]).
+    pub outcome: &'static str,
+}
+
+/// The series of message history ([`crate::pubsub::history`]): what it holds in memory on
+/// this node, and how joins fared.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryMetrics {
+    /// Broadcasts kept, over every history topic.
+    pub messages: Gauge,
+    /// Bytes they count for (payload JSON or binary length, event, a fixed cost per entry).
+    pub bytes: Gauge,
+    /// Topics with a history on this node.
+    pub topics: Gauge,
+    /// Joins on history topics, by outcome.
+    pub recoveries: Family<RecoveryLabels, Counter>,
+}
+
+impl HistoryMetrics {
+    fn register(r: &mut Registry) -> HistoryMetrics {
+        let m = HistoryMetrics::default();
+        r.register(
+            "phx_history_messages",
+            "Broadcasts kept by message history on this node",
+            m.messages.clone(),
+        );
+        r.register(
+            "phx_history_bytes",
+            "Bytes the broadcasts kept by message history count for (payload, event, entry)",
+            m.bytes.clone(),
+        );
+        r.register(
+            "phx_history_topics",
+            "Topics with a message history on this node",
+            m.topics.clone(),
+        );
+        r.register(
+            "phx_history_recoveries",
+            "Joins on history topics, by outcome (recovered, no_cursor, epoch_changed, trimmed, ahead)",
+            m.recoveries.clone(),
+        );
+        m
+    }
 }

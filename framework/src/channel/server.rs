@@ -11,6 +11,10 @@
 //! then). It then serves its inbox one message at a time. A callback that returns `Err` or
 //! panics crashes only this channel: the session is told to forget the topic and the client
 //! gets `phx_error`.
+//!
+//! On a history topic ([`crate::pubsub::history`]) the task also reads the topic's position
+//! after `join` returns, merges it into the reply, pushes what a `since` cursor missed, and
+//! drops held broadcasts at or below that position.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +32,7 @@ use crate::context::Context;
 use crate::logger;
 use crate::mailbox::{Bounds, Mailbox, SendError};
 use crate::metrics::ChannelLabels;
+use crate::pubsub::history::{Recovery, Since};
 use crate::pubsub::{BroadcastMsg, Interceptor, Subscriber, SubscriberKind};
 use crate::socket::Assigns;
 use prometheus_client::metrics::histogram::Histogram;
@@ -43,10 +48,11 @@ pub(crate) enum ChannelMsg {
         /// [`ChannelSocket::received_at`]).
         received_at: tokio::time::Instant,
     },
-    /// An intercepted broadcast for `handle_out`.
-    Out(Arc<BroadcastMsg>),
-    /// A fastlane broadcast that arrived while `join` ran; sent after the join reply.
-    Held(Arc<BroadcastMsg>),
+    /// An intercepted broadcast for `handle_out`, with its offset on a history topic.
+    Out(Arc<BroadcastMsg>, Option<u64>),
+    /// A fastlane broadcast that arrived while `join` ran, with its offset on a history topic;
+    /// sent after the join reply (unless the join's recovery covered it).
+    Held(Arc<BroadcastMsg>, Option<u64>),
     /// The socket is draining: answer once every message queued before this one is handled
     /// (its replies are then in the socket's queue, ahead of the close).
     Drain(oneshot::Sender<()>),
@@ -97,23 +103,23 @@ impl ChannelInbox {
 }
 
 impl Interceptor for ChannelInbox {
-    fn intercept(&self, msg: &Arc<BroadcastMsg>) {
-        if let Err(SendError::Full) = self
-            .mailbox
-            .send(ChannelMsg::Out(msg.clone()), SHARED_BROADCAST_WEIGHT)
-        {
+    fn intercept(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) {
+        if let Err(SendError::Full) = self.mailbox.send(
+            ChannelMsg::Out(msg.clone(), offset),
+            SHARED_BROADCAST_WEIGHT,
+        ) {
             self.overflow(msg);
         }
     }
 
-    fn hold(&self, msg: &Arc<BroadcastMsg>) -> bool {
+    fn hold(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) -> bool {
         if !self.joining.load(Ordering::Acquire) {
             return false;
         }
         // Decided again under the inbox's lock: the release clears `joining` under it.
         match self.mailbox.send_if(
             || self.joining.load(Ordering::Acquire),
-            || ChannelMsg::Held(msg.clone()),
+            || ChannelMsg::Held(msg.clone(), offset),
             SHARED_BROADCAST_WEIGHT,
         ) {
             Ok(held) => held,
@@ -239,6 +245,9 @@ async fn run(
         &*topic,
         inspect_payload(&payload)
     );
+    // A history topic's cursor, read before `join` takes the payload (see `pubsub::history`).
+    let history = socket.context.pubsub().local.history(&topic).cloned();
+    let since = history.as_ref().and_then(|_| Since::from_params(&payload));
     let started = Instant::now();
     let joined = AssertUnwindSafe(channel.join(&topic, payload, &mut socket))
         .catch_unwind()
@@ -281,6 +290,13 @@ async fn run(
             return;
         }
     };
+    // Read after the subscription, before the reply: the position the reply gives is one past
+    // which every broadcast reaches this channel live (the module docs of `pubsub::history`).
+    let recovery = history.map(|h| h.recover(&topic, since.as_ref()));
+    let resp = match &recovery {
+        Some(r) => r.merge_into(resp),
+        None => resp,
+    };
     if let Err(e) = socket.reply_to(join_ref_msg, Reply::Ok(resp)) {
         // A reply that cannot be encoded is a crash of join, as Phoenix raises there.
         tracing::error!(%topic, "cannot encode join reply: {e}");
@@ -294,8 +310,11 @@ async fn run(
         return;
     }
     context.metrics().channels.get_or_create(&labels).inc();
+    if let Some(r) = &recovery {
+        push_missed(&socket, r);
+    }
     socket.mark_joined();
-    release_held(&mut socket, &inbox);
+    release_held(&mut socket, &inbox, recovery.map(|r| r.offset));
     tracing::debug!(%topic, "JOINED");
     if done.send(true).is_err() {
         // The socket went away while we were joining.
@@ -321,30 +340,63 @@ async fn run(
     finish(&mut channel, &mut socket, &inbox, exit, &labels).await;
 }
 
+/// Pushes a recovering join's missed broadcasts, in offset order, as the fastlane frames they
+/// went out as: the client cannot tell a replayed broadcast from a live one.
+fn push_missed(socket: &ChannelSocket, recovery: &Recovery) {
+    for b in &recovery.missed {
+        send_broadcast(&socket.conn, b);
+    }
+}
+
+/// Encodes a broadcast for this socket's serializer and queues it.
+fn send_broadcast(conn: &ConnHandle, b: &BroadcastMsg) {
+    match conn
+        .serializer()
+        .encode_broadcast_parts(&b.topic, &b.event, &b.payload)
+    {
+        Ok(frame) => {
+            if let Some(frame) = OutFrame::from_frame(frame) {
+                conn.send_frame(frame);
+            }
+        }
+        Err(e) => {
+            tracing::error!(topic = %b.topic, event = %b.event, "cannot encode broadcast: {e}")
+        }
+    }
+}
+
 /// Sends the broadcasts held while `join` ran (those the join did not say it covered), in
 /// arrival order, then opens the gate — all under the inbox's lock, so a broadcast published
 /// meanwhile waits and goes out after them.
-fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox) {
+///
+/// On a history topic, `position` is the offset the join reply gave: held and intercepted
+/// broadcasts at or below it are dropped — the recovery replayed them, or they precede the
+/// position the client was told it has.
+fn release_held(socket: &mut ChannelSocket, inbox: &ChannelInbox, position: Option<u64>) {
     let mut skip = socket.skip_held.take();
     let conn = &socket.conn;
-    let serializer = conn.serializer();
+    let covered =
+        |offset: &Option<u64>| matches!((offset, position), (Some(o), Some(p)) if *o <= p);
     inbox.mailbox.take_matching(
-        |m| matches!(m, ChannelMsg::Held(_)),
+        |m| match m {
+            ChannelMsg::Held(..) => true,
+            ChannelMsg::Out(_, offset) => covered(offset),
+            _ => false,
+        },
         |m| {
-            let ChannelMsg::Held(b) = m else { return };
-            if skip.as_mut().is_some_and(|covered| covered(&b.event, &b.payload)) {
+            let ChannelMsg::Held(b, offset) = m else {
+                return;
+            };
+            if covered(&offset) {
                 return;
             }
-            match serializer.encode_broadcast_parts(&b.topic, &b.event, &b.payload) {
-                Ok(frame) => {
-                    if let Some(frame) = OutFrame::from_frame(frame) {
-                        conn.send_frame(frame);
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(topic = %b.topic, event = %b.event, "cannot encode broadcast: {e}")
-                }
+            if skip
+                .as_mut()
+                .is_some_and(|covered| covered(&b.event, &b.payload))
+            {
+                return;
             }
+            send_broadcast(conn, &b);
         },
         || inbox.joining.store(false, Ordering::Release),
     );
@@ -383,7 +435,7 @@ async fn serve(
                 handle_in.observe(took.as_secs_f64());
                 (r, Some(ref_))
             }
-            ChannelMsg::Out(b) => {
+            ChannelMsg::Out(b, _) => {
                 let r = AssertUnwindSafe(channel.handle_out(&b.event, b.payload.clone(), socket))
                     .catch_unwind()
                     .await;
@@ -407,7 +459,7 @@ async fn serve(
                 continue;
             }
             // Released right after the join reply; none can be queued later.
-            ChannelMsg::Held(_) => continue,
+            ChannelMsg::Held(..) => continue,
         };
         let result = match result {
             Ok(Ok(r)) => r,

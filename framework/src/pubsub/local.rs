@@ -24,12 +24,13 @@
 //!   during a join are not sampled: the channel's own work would be timed with them.
 
 use std::cell::Cell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use dashmap::DashMap;
 use phx_protocol::Serializer;
 
+use super::history::{History, HistoryStore};
 use super::{BroadcastMsg, Interceptor};
 use crate::conn::{ConnHandle, OutFrame};
 use crate::metrics::Metrics;
@@ -84,6 +85,9 @@ pub struct LocalPubSub {
     topics: DashMap<Box<str>, Vec<Subscriber>>,
     /// Counters.
     metrics: Arc<Metrics>,
+    /// The endpoint's history routes, set once when it is built; never set for an endpoint
+    /// without any, so their fan-out pays one atomic load for the feature.
+    history: OnceLock<History>,
 }
 
 impl Default for LocalPubSub {
@@ -98,7 +102,20 @@ impl LocalPubSub {
         LocalPubSub {
             topics: DashMap::new(),
             metrics,
+            history: OnceLock::new(),
         }
+    }
+
+    /// Turns history on for `history`'s routes. Once only, before the first broadcast (the
+    /// endpoint does it when it is built); a second call gives the value back.
+    pub fn install_history(&self, history: History) -> Result<(), History> {
+        self.history.set(history)
+    }
+
+    /// The history store of `topic`, if its route keeps history.
+    #[inline]
+    pub fn history(&self, topic: &str) -> Option<&Arc<HistoryStore>> {
+        self.history.get()?.store_for(topic)
     }
 
     /// Adds a subscriber.
@@ -127,17 +144,26 @@ impl LocalPubSub {
         self.topics.get(topic).map_or(0, |s| s.len())
     }
 
-    /// Delivers `msg` to every subscriber of its topic; returns how many got it.
+    /// Delivers `msg` to every subscriber of its topic; returns how many got it. On a history
+    /// topic the broadcast is stamped and kept, and delivered under the topic's history lock.
     pub fn broadcast(&self, msg: Arc<BroadcastMsg>) -> usize {
+        if let Some(store) = self.history(&msg.topic) {
+            return store.record(&msg, |offset| self.deliver(&msg, Some(offset)));
+        }
+        self.deliver(&msg, None)
+    }
+
+    /// Fans `msg` out (with its offset on a history topic) and counts it.
+    fn deliver(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) -> usize {
         self.metrics.broadcasts.inc();
-        let delivered = self.fan_out(&msg);
+        let delivered = self.fan_out(msg, offset);
         self.metrics.deliveries.inc_by(delivered as u64);
         self.metrics.fanout_size.observe(delivered as f64);
         delivered
     }
 
     /// Queues `msg` to its topic's subscribers under the shard's read lock; how many got it.
-    fn fan_out(&self, msg: &Arc<BroadcastMsg>) -> usize {
+    fn fan_out(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) -> usize {
         let Some(subs) = self.topics.get(&*msg.topic) else {
             return 0;
         };
@@ -157,9 +183,9 @@ impl LocalPubSub {
                     interceptor,
                 } => {
                     if intercepts.contains(&msg.event.as_str()) {
-                        interceptor.intercept(msg);
+                        interceptor.intercept(msg, offset);
                         delivered += 1;
-                    } else if interceptor.hold(msg) {
+                    } else if interceptor.hold(msg, offset) {
                         delivered += 1;
                     } else if let Some(frame) = cache.get(conn.serializer(), msg) {
                         let sent = match published {
@@ -230,8 +256,8 @@ mod tests {
     struct Fastlane;
 
     impl Interceptor for Fastlane {
-        fn intercept(&self, _msg: &Arc<BroadcastMsg>) {}
-        fn hold(&self, _msg: &Arc<BroadcastMsg>) -> bool {
+        fn intercept(&self, _msg: &Arc<BroadcastMsg>, _offset: Option<u64>) {}
+        fn hold(&self, _msg: &Arc<BroadcastMsg>, _offset: Option<u64>) -> bool {
             false
         }
     }

@@ -10,8 +10,12 @@
 //! - [`PubSub::local_broadcast`]: this node only — for what every node computes for itself
 //!   (Presence diffs), which would otherwise arrive once per node;
 //! - [`PubSub::direct_broadcast`]: one named node only.
+//!
+//! On the topics of a history route every broadcast is also stamped and kept ([`history`]),
+//! where the local fan-out happens — so what arrives from other nodes is stamped too.
 
 pub mod adapter;
+pub mod history;
 pub mod local;
 pub mod redis;
 
@@ -37,13 +41,16 @@ pub struct BroadcastMsg {
 
 /// The channel side of a subscription (a channel's inbox): takes intercepted broadcasts (for
 /// `handle_out`) and holds fastlane ones while the channel is still joining.
+///
+/// `offset` is the broadcast's offset on a history topic ([`history`]), `None` elsewhere: a
+/// joining channel drops what its recovery already covered.
 pub trait Interceptor: Send + Sync {
     /// Delivers an intercepted broadcast. Must not block.
-    fn intercept(&self, msg: &Arc<BroadcastMsg>);
+    fn intercept(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>);
 
     /// While the channel's `join` runs, keeps `msg` to send after the join reply and returns
     /// true; once joined, returns false and the caller takes the fastlane. Must not block.
-    fn hold(&self, msg: &Arc<BroadcastMsg>) -> bool;
+    fn hold(&self, msg: &Arc<BroadcastMsg>, offset: Option<u64>) -> bool;
 }
 
 /// The endpoint's PubSub.
