@@ -138,20 +138,33 @@ test("the dashboard's charts render and follow a load on the public port", { tim
     const idle = await plotted(page);
     assert.ok(idle.websocket >= 1, `the dashboard's own socket counts: ${JSON.stringify(idle)}`);
 
-    // Under load the sockets line climbs and messages flow, in and out (broadcast fan-out).
+    // Under load the sockets line climbs and messages flow, in and out (broadcast fan-out),
+    // at the rates the load makes: each of the n sockets posts about 6.7 annotations a second
+    // (≈ 6.7·n in), each broadcast to all n plus a reply (≈ 6.7·n·(n+1) out). The idle page
+    // alone makes ~0 in and ~1 out a second, so half those rates can only come from the load.
+    // Only points plotted after the load started count, and a fan-out latency must appear
+    // (broadcast→write is sampled 1 in 64; the load makes a few samples a second).
     stopLoad = await startLoad(server.port, LOAD_SOCKETS);
+    const wantIn = (6.7 * LOAD_SOCKETS) / 2;
+    const wantOut = (6.7 * LOAD_SOCKETS * (LOAD_SOCKETS + 1)) / 2;
     await page.waitForFunction(
-      ({ base, n }) => {
+      ({ base, n, from, wantIn, wantOut }) => {
         const d = window.__dashboard.charts;
-        const col = (c, i) => d[c].plot.data[i].filter((v) => v != null);
+        const col = (c, i) => d[c].plot.data[i].slice(from).filter((v) => v != null);
         const ws = col("sockets", 1);
-        return ws[ws.length - 1] >= base + n && col("messages", 1).some((v) => v > 0) && col("messages", 2).some((v) => v > 0);
+        return (
+          ws.length > 0 &&
+          ws[ws.length - 1] >= base + n &&
+          col("messages", 1).some((v) => v >= wantIn) &&
+          col("messages", 2).some((v) => v >= wantOut) &&
+          col("latency", 1).some((v) => v > 0)
+        );
       },
-      { base: idle.websocket, n: LOAD_SOCKETS },
-      { timeout: 20000 },
+      { base: idle.websocket, n: LOAD_SOCKETS, from: idle.points, wantIn, wantOut },
+      { timeout: 30000 },
     );
     const busy = await plotted(page);
-    assert.ok(busy.points > idle.points, `more points plotted: ${JSON.stringify({ idle, busy })}`);
+    assert.ok(busy.maxIn >= wantIn, `messages in/s followed the load: ${JSON.stringify({ idle, busy })}`);
     const channels = await page.textContent("#nodes");
     assert.match(channels, /videos:\*: \d+/);
     await page.screenshot({ path: join(LOGS, "dashboard.png"), fullPage: true });

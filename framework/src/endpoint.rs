@@ -203,17 +203,30 @@ impl Endpoint {
     }
 
     /// Registers a live socket (for the drain) of `transport` (`websocket` | `longpoll`).
-    pub(crate) fn register(&self, id: u64, conn: Arc<ConnHandle>, transport: &'static str) {
+    /// The socket stays registered, and counted in `phx_sockets`, until the returned guard is
+    /// dropped — by the socket's task when it ends, also when it panics or is aborted, so a
+    /// dead socket is never left in the drain list or the gauges.
+    pub(crate) fn register(
+        &self,
+        id: u64,
+        conn: Arc<ConnHandle>,
+        transport: &'static str,
+    ) -> Registered {
         self.inner.live.insert(id, conn);
         self.metrics()
             .sockets
             .get_or_create(&TransportLabels { transport })
             .inc();
         self.metrics().connects.inc();
+        Registered {
+            endpoint: self.clone(),
+            id,
+            transport,
+        }
     }
 
-    /// Forgets a closed socket.
-    pub(crate) fn unregister(&self, id: u64, transport: &'static str) {
+    /// Forgets a closed socket (what dropping its [`Registered`] does).
+    fn unregister(&self, id: u64, transport: &'static str) {
         if self.inner.live.remove(&id).is_some() {
             self.metrics()
                 .sockets
@@ -333,5 +346,19 @@ impl Endpoint {
         } else {
             Err(reasons)
         }
+    }
+}
+
+/// A live socket's registration ([`Endpoint::register`]): dropping it forgets the socket.
+#[must_use = "dropping the registration unregisters the socket at once"]
+pub(crate) struct Registered {
+    endpoint: Endpoint,
+    id: u64,
+    transport: &'static str,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.endpoint.unregister(self.id, self.transport);
     }
 }

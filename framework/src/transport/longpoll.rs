@@ -307,7 +307,7 @@ impl LongPoll {
         self.sessions.insert(id, handle.clone());
         endpoint.metrics().longpoll_sessions.inc();
         let conn_id = endpoint.next_id();
-        endpoint.register(conn_id, conn.clone(), "longpoll");
+        let registered = endpoint.register(conn_id, conn.clone(), "longpoll");
         let limits = Limits {
             window: cfg.lp_window,
             max_buffered: cfg.lp_max_buffered,
@@ -316,6 +316,7 @@ impl LongPoll {
         };
         let this = self.clone();
         tokio::spawn(async move {
+            let _registered = registered;
             let ended = server::run(session, handle, limits).await;
             match ended {
                 server::Ended::Overflow => {
@@ -335,7 +336,6 @@ impl LongPoll {
             if this.sessions.remove(&id).is_some() {
                 this.endpoint.metrics().longpoll_sessions.dec();
             }
-            this.endpoint.unregister(conn_id, "longpoll");
         });
         let token = endpoint.sign_token(SESSION_SALT, &Term::Binary(id.to_be_bytes().to_vec()));
         poll_json(410, &[], &token)

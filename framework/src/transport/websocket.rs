@@ -187,11 +187,10 @@ async fn open(
             endpoint.metrics().clone(),
         ));
         let id = endpoint.next_id();
-        endpoint.register(id, conn.clone(), "websocket");
+        let _registered = endpoint.register(id, conn.clone(), "websocket");
         let transport = WsTransport::new(ws, cfg, endpoint.metrics().clone());
         let session = Session::new(endpoint.clone(), mount, conn, assigns, socket_id);
         drive(transport, session, cfg.drain_max).await;
-        endpoint.unregister(id, "websocket");
     });
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
