@@ -74,6 +74,7 @@ fn bad_variables_exit_2_with_one_line_naming_the_variable_and_the_range() {
         ("IDLE_TIMEOUT_MS", "0", "≥ 1"),
         ("LP_MAX_SESSIONS", "0", "≥ 1"),
         ("HTTP_MAX_HEADERS", "3", "≥ 8"),
+        ("PRESENCE_DOWN_MS", "500", "≥ 2000"),
         ("PORT", "70000", "0..=65535"),
         ("SOCKET_TRANSPORTS", "smoke-signals", "unknown transport"),
         ("LOG_FORMAT", "xml", "text, json"),

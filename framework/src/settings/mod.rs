@@ -160,9 +160,10 @@ pub struct Settings {
     /// change, as Phoenix).
     #[arg(long, env = "PRESENCE_BATCH_MS", default_value_t = 50, value_parser = at_least::<u64>(0), help_heading = "Presence")]
     pub presence_batch_ms: u64,
-    /// Cluster: a peer node silent this long (ms, ≥ 1; no heartbeat) has its presences removed
-    /// here.
-    #[arg(long, env = "PRESENCE_DOWN_MS", default_value_t = 5000, value_parser = at_least::<u64>(1), help_heading = "Presence")]
+    /// Cluster: a peer node silent this long (ms; no heartbeat) has its presences removed
+    /// here. At least 2000, two of the 1 s heartbeats: a shorter one takes healthy peers down
+    /// on a hiccup.
+    #[arg(long, env = "PRESENCE_DOWN_MS", default_value_t = 5000, value_parser = at_least::<u64>(2000), help_heading = "Presence")]
     pub presence_down_ms: u64,
 
     // --- Cluster ---
