@@ -39,7 +39,7 @@ async fn get_as(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, Str
 /// A fixture server with an admin listener; returns (server, admin address).
 async fn start_with_admin(token: Option<&str>) -> (Server, std::net::SocketAddr) {
     let config = Config {
-        admin_token: token.map(str::to_string),
+        admin_token: token.map(Into::into),
         ..Config::default()
     };
     let server = start(config, |r| r).await;

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::secret::Secret;
+
 /// `check_origin` (spec §1.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOrigin {
@@ -41,7 +43,7 @@ pub struct Config {
     /// Port (`PORT`, default 4000).
     pub port: u16,
     /// `SECRET_KEY_BASE`, shared with the Elixir app that mints tokens.
-    pub secret_key_base: String,
+    pub secret_key_base: Secret,
     /// Whether `SECRET_KEY_BASE` came from the environment (else the development default).
     pub secret_from_env: bool,
     /// The endpoint's `url: [host: ...]` (`PHX_HOST`, default `localhost`), for check_origin.
@@ -153,7 +155,7 @@ pub struct Config {
     pub admin_host: String,
     /// `ADMIN_TOKEN`: the secret an operator gives to open `/dashboard` on the admin listener
     /// (unset → the dashboard refuses everyone). Never logged, masked by `phx-server config`.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// `DASHBOARD_ASSETS_DIR`: the dashboard's esbuild bundle (see
     /// [`default_dashboard_assets_dir`]).
     pub dashboard_assets_dir: PathBuf,

@@ -78,6 +78,7 @@ pub mod pubsub;
 pub mod rate;
 pub mod readiness;
 pub mod router;
+pub mod secret;
 pub mod session;
 pub mod settings;
 pub mod socket;

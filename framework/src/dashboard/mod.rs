@@ -35,7 +35,11 @@ pub const SOCKET_PATH: &str = "/dashboard/socket";
 /// The dashboard's routes, for the admin listener: `/dashboard`, `/dashboard/assets/{file}`
 /// and `/dashboard/socket/websocket`.
 pub fn routes(endpoint: &Endpoint) -> Router {
-    let token = endpoint.config().admin_token.clone();
+    let token = endpoint
+        .config()
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose().to_owned());
     let assets = endpoint.config().dashboard_assets_dir.clone();
     let mount = Arc::new(SocketMount {
         path: SOCKET_PATH.into(),

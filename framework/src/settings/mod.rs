@@ -22,6 +22,7 @@ use std::path::PathBuf;
 
 use crate::config::{CheckOrigin, SocketOptions};
 use crate::logger::LogLevel;
+use crate::secret::Secret;
 
 /// The framework's settings, as `clap` arguments: each reads its flag, else its environment
 /// variable, else (through [`file`](mod@file)) the key of the same name in lower case in the TOML file,
@@ -44,7 +45,7 @@ pub struct Settings {
     /// Shared with the Elixir app that mints `Phoenix.Token`s; at least 20 bytes. Unset: a
     /// development value, with a loud warning (tokens signed with it are forgeable).
     #[arg(long, env = "SECRET_KEY_BASE", hide_env_values = true, value_parser = secret_key_base, help_heading = "Endpoint")]
-    pub secret_key_base: Option<String>,
+    pub secret_key_base: Option<Secret>,
     /// The endpoint's `url: [host: ...]`, which `CHECK_ORIGIN=true` compares origins with.
     /// Unset: `localhost`.
     #[arg(long, env = "PHX_HOST", value_parser = non_empty, help_heading = "Endpoint")]
@@ -216,7 +217,7 @@ pub struct Settings {
     /// The secret that opens `/dashboard` (at least 16 bytes). Unset: the dashboard refuses
     /// everyone.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token, help_heading = "Admin")]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Where the dashboard's esbuild bundle is served from. Unset: `vendor-js/dist/dashboard`
     /// under the working directory, else beside the source tree.
     #[arg(long, env = "DASHBOARD_ASSETS_DIR", help_heading = "Admin")]
@@ -287,18 +288,18 @@ where
     }
 }
 
-fn secret_key_base(s: &str) -> Result<String, String> {
+fn secret_key_base(s: &str) -> Result<Secret, String> {
     if s.len() < 20 {
         return Err("must be at least 20 bytes (Plug.Crypto requires it)".into());
     }
-    Ok(s.to_string())
+    Ok(Secret::from(s))
 }
 
-fn admin_token(s: &str) -> Result<String, String> {
+fn admin_token(s: &str) -> Result<Secret, String> {
     if s.len() < 16 {
         return Err("must be at least 16 bytes (a short token is guessable)".into());
     }
-    Ok(s.to_string())
+    Ok(Secret::from(s))
 }
 
 fn check_origin(s: &str) -> Result<CheckOrigin, String> {
