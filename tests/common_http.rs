@@ -35,3 +35,37 @@ pub fn parse_head(head: &str) -> (u16, Vec<(String, String)>) {
         .collect();
     (status, headers)
 }
+
+/// One `method path` request on a new connection to `addr`, addressed to `host`, with `body`
+/// (sent as JSON when non-empty) and `Connection: close`; the whole response read back.
+pub async fn exchange(
+    addr: std::net::SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> Resp {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let content = if body.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+    };
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n{content}\r\n{body}"
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let (status, headers) = parse_head(head);
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}

@@ -3,13 +3,13 @@
 //! socket refuses; with the right one, a client that joins `dashboard:stats` gets this node's
 //! snapshots, with every key the page charts, and they follow the load.
 
+mod common_http;
 mod common_ws;
 
 use common_ws::*;
 use phx_channels::{http, Config};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
@@ -21,19 +21,8 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// GET `path` on `addr` with the `Host` header `host`: (status, body).
 async fn get_as(addr: std::net::SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("code");
-    (status, body.to_string())
+    let r = common_http::exchange(addr, "GET", host, path, "").await;
+    (r.status, r.body)
 }
 
 /// A fixture server with an admin listener; returns (server, admin address).

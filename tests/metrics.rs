@@ -4,42 +4,28 @@
 //! process series are there; and the public port has no `/metrics`. Then the fan-out, outbox,
 //! Presence and store series, each with values the server must get exactly right.
 
+mod common_http;
 mod common_ws;
 
 use common_ws::*;
 use phx_channels::{http, Config};
 use prometheus_parse::{Sample, Scrape, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 /// GET `path` on `addr` with `Connection: close`: (status, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     request(addr, "GET", path, "").await
 }
 
-/// `method path` with `body` on `addr`, `Connection: close`: (status, body).
+/// `method path` with `body` on `addr`: (status, body).
 async fn request(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
     body: &str,
 ) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .expect("status")
-        .parse()
-        .expect("code");
-    (status, body.to_string())
+    let r = common_http::exchange(addr, method, "localhost", path, body).await;
+    (r.status, r.body)
 }
 
 fn scrape(body: &str) -> Scrape {
