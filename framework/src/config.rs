@@ -13,6 +13,9 @@ pub enum CheckOrigin {
     Off,
     /// `true`: the origin host must equal the endpoint's `url_host`; scheme and port ignored.
     Host,
+    /// `:conn`: the origin's host and port must be the request's own (its `Host` header) —
+    /// for a socket served wherever it is reached, such as the admin listener's dashboard.
+    Conn,
     /// A list of allowed origins, each `scheme://host:port` with any part optional
     /// (`//example.com` matches any scheme and port; `*.example.com` matches subdomains).
     List(Vec<String>),

@@ -15,7 +15,7 @@ use phx_protocol::token::{MaxAge, TokenError};
 use phx_protocol::Payload;
 use rand::Rng;
 
-use crate::config::{Config, SocketOptions};
+use crate::config::{CheckOrigin, Config, SocketOptions};
 use crate::conn::ConnHandle;
 use crate::context::Context;
 use crate::metrics::Metrics;
@@ -38,6 +38,9 @@ pub struct SocketMount {
     /// Which transports are served (`websocket: false` / `longpoll: false` in Phoenix's
     /// `socket` macro). A disabled transport has no route: its path answers 404.
     pub transports: SocketOptions,
+    /// This socket's own `check_origin` (Phoenix's `websocket: [check_origin: ...]`), in
+    /// place of the endpoint's `CHECK_ORIGIN`; `None` uses the endpoint's.
+    pub check_origin: Option<CheckOrigin>,
 }
 
 struct Inner {
@@ -93,6 +96,7 @@ impl EndpointBuilder {
             handler: Arc::new(handler),
             router,
             transports,
+            check_origin: None,
         }));
         self
     }

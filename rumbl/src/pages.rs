@@ -478,7 +478,7 @@ fn socket_refusal(endpoint: &Endpoint, headers: &HeaderMap) -> String {
     };
     let origin = format!("{scheme}://{host}");
     let cfg = endpoint.config();
-    if origin::allowed(&cfg.check_origin, &cfg.url_host, Some(&origin)) {
+    if origin::allowed(&cfg.check_origin, &cfg.url_host, Some(host), Some(&origin)) {
         return String::new();
     }
     let allowed = match &cfg.check_origin {

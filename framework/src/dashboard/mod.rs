@@ -16,16 +16,13 @@ pub mod publisher;
 pub mod snapshot;
 pub mod socket;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
 
-use crate::config::SocketOptions;
+use crate::config::{CheckOrigin, SocketOptions};
 use crate::endpoint::{Endpoint, SocketMount};
 use crate::transport::websocket;
 
@@ -51,6 +48,10 @@ pub fn routes(endpoint: &Endpoint) -> Router {
             websocket: true,
             longpoll: false,
         },
+        // The endpoint's `check_origin` is about the public host (`PHX_HOST`), which the
+        // admin listener usually is not (`127.0.0.1:ADMIN_PORT`, a tunnel, a port-forward):
+        // the page may open this socket from the admin listener's own origin only.
+        check_origin: Some(CheckOrigin::Conn),
     });
     let page_dir = assets.clone();
     let ep = endpoint.clone();
@@ -81,83 +82,7 @@ pub fn routes(endpoint: &Endpoint) -> Router {
             any(move |req: Request| {
                 let ep = ep.clone();
                 let mount = mount.clone();
-                async move { open_socket(ep, mount, req).await }
+                async move { websocket::handle(ep, mount, None, req).await }
             }),
         )
-}
-
-/// The dashboard socket's upgrade: same-origin only, then the endpoint's WebSocket handshake.
-///
-/// The endpoint's `check_origin` is about the public host (`PHX_HOST`), which the admin
-/// listener usually is not (`127.0.0.1:ADMIN_PORT`, a tunnel, a port-forward); so the rule
-/// here is the browser's own: a page may open this socket only from the admin listener's own
-/// origin. Once that holds, the `Origin` header is dropped before the shared handshake so its
-/// public-host check does not refuse the operator. Clients without an `Origin` (not a
-/// browser) are let through to `connect`, which checks the token either way.
-async fn open_socket(endpoint: Endpoint, mount: Arc<SocketMount>, mut req: Request) -> Response {
-    if !same_origin(req.headers()) {
-        return (
-            StatusCode::FORBIDDEN,
-            "cross-origin dashboard socket refused\n",
-        )
-            .into_response();
-    }
-    req.headers_mut().remove(header::ORIGIN);
-    let peer: Option<SocketAddr> = None;
-    websocket::handle(endpoint, mount, peer, req).await
-}
-
-/// Whether the request has no `Origin`, or one whose `host[:port]` is the request's `Host`.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let (Ok(origin), Some(Ok(host))) = (
-        origin.to_str(),
-        headers.get(header::HOST).map(|h| h.to_str()),
-    ) else {
-        return false;
-    };
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .unwrap_or("");
-    !authority.is_empty() && authority.eq_ignore_ascii_case(host)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    fn headers(origin: Option<&'static str>, host: &'static str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static(host));
-        if let Some(o) = origin {
-            h.insert(header::ORIGIN, HeaderValue::from_static(o));
-        }
-        h
-    }
-
-    #[test]
-    fn only_the_admin_listeners_own_origin_may_open_the_socket() {
-        assert!(same_origin(&headers(None, "127.0.0.1:4001")));
-        assert!(same_origin(&headers(
-            Some("http://127.0.0.1:4001"),
-            "127.0.0.1:4001"
-        )));
-        assert!(same_origin(&headers(
-            Some("http://LOCALHOST:4001"),
-            "localhost:4001"
-        )));
-        assert!(!same_origin(&headers(
-            Some("http://127.0.0.1:4000"),
-            "127.0.0.1:4001"
-        )));
-        assert!(!same_origin(&headers(
-            Some("http://evil.example"),
-            "127.0.0.1:4001"
-        )));
-        assert!(!same_origin(&headers(Some("null"), "127.0.0.1:4001")));
-    }
 }

@@ -50,8 +50,8 @@ pub struct Settings {
     /// Unset: `localhost`.
     #[arg(long, env = "PHX_HOST", value_parser = non_empty, help_heading = "Endpoint")]
     pub phx_host: Option<String>,
-    /// `true` (an origin's host must equal `PHX_HOST`; scheme and port ignored), `false`, or
-    /// a comma list such as `//example.com,https://*.example.org`. Unset: `true`, except that
+    /// `true` (an origin's host must equal `PHX_HOST`; scheme and port ignored), `false`,
+    /// `conn` (Phoenix's `:conn`: host and port of the request's own `Host`), or a comma list such as `//example.com,https://*.example.org`. Unset: `true`, except that
     /// the embedded demo with neither this nor `PHX_HOST` set accepts pages on `localhost`,
     /// `127.0.0.1` and `[::1]` (any port), as a Phoenix dev config relaxes the check.
     #[arg(long, env = "CHECK_ORIGIN", value_parser = check_origin, help_heading = "Endpoint")]
@@ -304,13 +304,16 @@ fn admin_token(s: &str) -> Result<Secret, String> {
 
 fn check_origin(s: &str) -> Result<CheckOrigin, String> {
     const WHAT: &str =
-        "must be true, false or a comma list of origins such as //example.com,https://*.example.org";
+        "must be true, false, conn or a comma list of origins such as //example.com,https://*.example.org";
     let s = s.trim();
     if s.eq_ignore_ascii_case("true") {
         return Ok(CheckOrigin::Host);
     }
     if s.eq_ignore_ascii_case("false") {
         return Ok(CheckOrigin::Off);
+    }
+    if s.eq_ignore_ascii_case("conn") {
+        return Ok(CheckOrigin::Conn);
     }
     let origins: Vec<String> = s
         .split(',')

@@ -181,7 +181,13 @@ impl LongPoll {
     ) -> Result<Option<Params>, Refusal> {
         let cfg = self.endpoint.config();
         let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-        if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
+        let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        let check = self
+            .mount
+            .check_origin
+            .as_ref()
+            .unwrap_or(&cfg.check_origin);
+        if !origin::allowed(check, &cfg.url_host, host_header, origin_header) {
             return Err(Refusal::Origin(origin_header.map(str::to_string)));
         }
         if method == Method::OPTIONS {

@@ -1,5 +1,6 @@
 //! check_origin (spec §1.6): no Origin header is allowed; `true` compares only the host with
-//! the endpoint's host; a list matches scheme/host/port where given, `*.` for subdomains.
+//! the endpoint's host; a list matches scheme/host/port where given, `*.` for subdomains;
+//! `:conn` compares host and port with the request's own `Host`.
 
 use crate::config::CheckOrigin;
 
@@ -58,14 +59,31 @@ fn host_matches(allowed: &str, host: &str) -> bool {
     }
 }
 
-/// Whether a request with this `Origin` header may connect.
-pub fn allowed(check: &CheckOrigin, url_host: &str, origin: Option<&str>) -> bool {
+/// Whether a request with this `Origin` header, sent to `request_host` (its `Host` header),
+/// may connect.
+pub fn allowed(
+    check: &CheckOrigin,
+    url_host: &str,
+    request_host: Option<&str>,
+    origin: Option<&str>,
+) -> bool {
     let Some(origin) = origin else {
         return true;
     };
     let o = parse(origin);
     match check {
         CheckOrigin::Off => true,
+        CheckOrigin::Conn => {
+            // The Host header has no scheme: its port defaults to the origin's scheme's.
+            let Some(host) = request_host else {
+                return false;
+            };
+            let mut h = parse(&format!("//{host}"));
+            h.port = h
+                .port
+                .or_else(|| o.scheme.as_deref().and_then(default_port));
+            h.host.is_some() && h.host == o.host && h.port == o.port
+        }
         CheckOrigin::Host => o.host.as_deref() == Some(&url_host.to_ascii_lowercase()),
         CheckOrigin::List(list) => list.iter().any(|entry| {
             let a = parse(entry);
@@ -87,10 +105,20 @@ mod tests {
     #[test]
     fn host_mode_ignores_scheme_and_port() {
         let c = CheckOrigin::Host;
-        assert!(allowed(&c, "example.com", Some("http://example.com:8080")));
-        assert!(allowed(&c, "example.com", Some("https://example.com")));
-        assert!(!allowed(&c, "example.com", Some("https://evil.com")));
-        assert!(allowed(&c, "example.com", None));
+        assert!(allowed(
+            &c,
+            "example.com",
+            None,
+            Some("http://example.com:8080")
+        ));
+        assert!(allowed(
+            &c,
+            "example.com",
+            None,
+            Some("https://example.com")
+        ));
+        assert!(!allowed(&c, "example.com", None, Some("https://evil.com")));
+        assert!(allowed(&c, "example.com", None, None));
     }
 
     #[test]
@@ -100,17 +128,45 @@ mod tests {
             "https://*.example.com".into(),
             "http://local.test:4000".into(),
         ]);
-        assert!(allowed(&c, "x", Some("http://other.com:99")));
-        assert!(allowed(&c, "x", Some("https://example.com")));
-        assert!(allowed(&c, "x", Some("https://a.example.com")));
-        assert!(!allowed(&c, "x", Some("http://a.example.com")));
-        assert!(allowed(&c, "x", Some("http://local.test:4000")));
-        assert!(!allowed(&c, "x", Some("http://local.test")));
-        assert!(!allowed(&c, "x", Some("https://evil.com")));
+        assert!(allowed(&c, "x", None, Some("http://other.com:99")));
+        assert!(allowed(&c, "x", None, Some("https://example.com")));
+        assert!(allowed(&c, "x", None, Some("https://a.example.com")));
+        assert!(!allowed(&c, "x", None, Some("http://a.example.com")));
+        assert!(allowed(&c, "x", None, Some("http://local.test:4000")));
+        assert!(!allowed(&c, "x", None, Some("http://local.test")));
+        assert!(!allowed(&c, "x", None, Some("https://evil.com")));
+    }
+
+    #[test]
+    fn conn_mode_is_the_requests_own_host_and_port() {
+        let c = CheckOrigin::Conn;
+        let at = Some("127.0.0.1:4001");
+        assert!(allowed(&c, "x", at, Some("http://127.0.0.1:4001")));
+        assert!(allowed(
+            &c,
+            "x",
+            Some("LOCALHOST:4001"),
+            Some("http://localhost:4001")
+        ));
+        assert!(allowed(
+            &c,
+            "x",
+            Some("example.com"),
+            Some("https://example.com")
+        ));
+        assert!(!allowed(&c, "x", at, Some("http://127.0.0.1:4000")));
+        assert!(!allowed(&c, "x", at, Some("http://evil.example")));
+        assert!(!allowed(&c, "x", None, Some("http://127.0.0.1:4001")));
+        assert!(allowed(&c, "x", at, None));
     }
 
     #[test]
     fn off_allows_all() {
-        assert!(allowed(&CheckOrigin::Off, "x", Some("http://evil.com")));
+        assert!(allowed(
+            &CheckOrigin::Off,
+            "x",
+            None,
+            Some("http://evil.com")
+        ));
     }
 }

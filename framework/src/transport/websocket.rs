@@ -128,7 +128,9 @@ async fn open(
     let serializer = negotiate(&params)?;
     let cfg = endpoint.config();
     let origin_header = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !origin::allowed(&cfg.check_origin, &cfg.url_host, origin_header) {
+    let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let check = mount.check_origin.as_ref().unwrap_or(&cfg.check_origin);
+    if !origin::allowed(check, &cfg.url_host, host_header, origin_header) {
         return Err(Refusal::Origin(origin_header.map(str::to_string)));
     }
     let proto_header = headers
