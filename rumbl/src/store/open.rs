@@ -110,24 +110,14 @@ impl DatabaseUrl {
     }
 }
 
-/// Hides a password in a URL before it goes into an error message or log.
+/// Hides a password in a URL before it goes into an error message or log: the framework's
+/// [`mask`](phx_channels::settings::report::mask) (`phx-server config` shows URLs the same
+/// way), which also masks a password containing `/` or `@` and a query's `password=`.
 pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let Some(at) = rest.find('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    match userinfo.find(':') {
-        Some(colon) => format!(
-            "{}://{}:***{}",
-            &url[..scheme_end],
-            &userinfo[..colon],
-            &rest[at..]
-        ),
-        None => url.to_string(),
+    if url.contains("://") {
+        phx_channels::settings::report::mask(url)
+    } else {
+        url.to_string()
     }
 }
 
@@ -186,6 +176,13 @@ pub async fn migrate(database_url: Option<&str>) -> Result<MigrationReport, Stor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_hides_the_password_wherever_it_is() {
+        assert_eq!(redact("postgres://u:p@ss/w@h/db"), "postgres://u:****@h/db");
+        assert_eq!(redact("postgres://h/db?password=x"), "postgres://h/db?****");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
 
     #[test]
     fn url_parsing() {
